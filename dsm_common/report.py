@@ -1,0 +1,180 @@
+"""What a finished run writes: ``samples.npy``, ``metrics.json`` and the PNG figures.
+
+Both command lines call :func:`write_run_outputs` with numpy arrays and a numpy score function,
+so the files of a torch run and a JAX run are made by the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from dsm_common import metrics, plots
+from dsm_common.datasets import Dataset2D
+
+__all__ = ["write_run_outputs", "sample_metrics", "SEED_LIMITS"]
+
+SEED_LIMITS = {"data": ((-15.0, 15.0), (-15.0, 15.0)), "samples": ((-20.0, 20.0), (-20.0, 20.0))}
+FISHER_DRAWS = 10_000
+
+
+def _data_units_mixture(ds: Dataset2D, sigma: float):
+    mix = ds.target_mixture(sigma)
+    return None if mix is None else mix.transformed(-ds.shift / ds.scale, 1.0 / ds.scale)
+
+
+def sample_metrics(
+    ds: Dataset2D,
+    samples: np.ndarray,
+    target_sigma: float,
+    rng: np.random.Generator,
+    score_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Metrics of SPEC §5 for ``samples`` (n, 2), training space, against ``p ∗ N(0, σ² I)``.
+
+    Energy distances are in data units, against ``n`` fresh target draws, beside the distance
+    between two independent sets of ``n`` target draws. Mode weights, gap mass and per-mode
+    moments need a mixture law (else None); the gap mass is defined for the seed mixture only.
+    The relative Fisher divergence needs both a mixture law and ``score_fn`` (training space).
+    """
+    n = len(samples)
+    data_units = ds.to_data_units(samples)
+    t1 = ds.to_data_units(ds.target_sample(n, target_sigma, rng))
+    t2 = ds.to_data_units(ds.target_sample(n, target_sigma, rng))
+    out: dict[str, Any] = {
+        "n_samples": int(n),
+        "target_sigma": float(target_sigma),
+        "energy_distance": metrics.energy_distance(data_units, t1),
+        "energy_distance_reference": metrics.energy_distance(t2, t1),
+        "mode_weights": None,
+        "gap_mass": None,
+        "per_mode": None,
+        "fisher_divergence": None,
+        "nonfinite_samples": int(np.sum(~np.isfinite(samples).all(axis=1))),
+    }
+    mix = _data_units_mixture(ds, target_sigma)
+    if mix is not None:
+        out["mode_weights"] = metrics.mode_weights(data_units, mix).tolist()
+        out["true_mode_weights"] = mix.weights.tolist()
+        out["per_mode"] = metrics.per_mode_moments(data_units, mix)
+        if ds.name == "seed_mixture":
+            out["gap_mass"] = metrics.gap_mass(data_units)
+        if score_fn is not None:
+            out["fisher_divergence"] = metrics.fisher_divergence(
+                score_fn, ds.target_mixture(target_sigma), FISHER_DRAWS, rng
+            )
+    return out
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def _clean(obj):
+    """Replace NaN/inf by None so metrics.json stays valid JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_run_outputs(
+    run_dir: str | Path,
+    *,
+    framework: str,
+    dataset: Dataset2D,
+    samples: np.ndarray,
+    target_sigma: float,
+    noise_label: str,
+    score_fn: Callable[[np.ndarray], np.ndarray] | None,
+    trajectory: np.ndarray | None = None,
+    loss_history: Sequence[float] = (),
+    per_level_loss: dict | None = None,
+    comparison: Sequence[tuple[str, np.ndarray]] | None = None,
+    info: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write a run's samples, metrics and figures into ``run_dir``; return the metrics dict.
+
+    Args:
+        run_dir: output folder (created).
+        framework: ``"torch"`` or ``"jax"``.
+        dataset: the training data set (points in training space).
+        samples: (n, 2) final sampler states, training space. Saved in data units.
+        target_sigma: σ of the law the sampler targets (the model's σ, or σ_L for NCSN).
+        noise_label: how the figures name that law's noise, e.g. ``"σ = 3"``.
+        score_fn: learned score at ``target_sigma``, (n, 2) → (n, 2) numpy, training space.
+        trajectory: (T, 2) states of the trajectory demo, training space, or None.
+        loss_history: mean training loss of each epoch.
+        per_level_loss: ``{"sigma": [...], "loss": [...]}`` for multi-scale models.
+        comparison: (title, samples) pairs for the side-by-side sampler figure.
+        info: further entries for ``metrics.json`` (epochs, timings, settings).
+        seed: seed of the numpy Generator drawing target points for the metrics.
+
+    Returns:
+        The dict written to ``metrics.json``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    samples = np.asarray(samples, dtype=np.float64)
+    report: dict[str, Any] = {"framework": framework, "dataset": dataset.name, "units": dataset.units}
+    report.update(info or {})
+    report["final_loss"] = float(loss_history[-1]) if len(loss_history) else report.get("final_loss")
+    report.update(sample_metrics(dataset, samples, target_sigma, rng, score_fn))
+    if per_level_loss is not None:
+        report["per_level_loss"] = per_level_loss
+
+    np.save(run_dir / "samples.npy", dataset.to_data_units(samples))
+    (run_dir / "metrics.json").write_text(json.dumps(_clean(report), indent=2, default=_json_default) + "\n")
+
+    # Figures, all in data units.
+    data = dataset.to_data_units(dataset.points)
+    noised = dataset.to_data_units(dataset.target_sample(len(dataset), target_sigma, rng))
+    target = dataset.to_data_units(dataset.target_sample(max(len(samples), 1000), target_sigma, rng))
+    seed_set = dataset.name == "seed_mixture" and np.all(dataset.scale == 1)
+    data_lims = SEED_LIMITS["data"] if seed_set else plots.axis_limits(data)
+    sample_lims = SEED_LIMITS["samples"] if seed_set else plots.axis_limits(np.concatenate([data, noised]))
+    names = tuple(f"{a} [{dataset.units}]" if dataset.units else a for a in dataset.axis_names)
+    plots.plot_data(data, noised, noise_label, data_lims, names, run_dir / "data.png")
+    finite = samples[np.isfinite(samples).all(axis=1)]
+    plots.plot_samples(
+        dataset.to_data_units(finite), target, f"{len(samples)} samples over the target ({noise_label})",
+        sample_lims, names, run_dir / "samples.png",
+    )
+    if trajectory is not None and len(trajectory):
+        plots.plot_trajectory(
+            dataset.to_data_units(trajectory), target, "one Langevin chain (black: start, red: end)",
+            sample_lims, names, run_dir / "trajectory.png",
+        )
+    if score_fn is not None:
+        mix = dataset.target_mixture(target_sigma)
+
+        def to_train(p):
+            return (p - dataset.shift) / dataset.scale
+
+        # Plot scores in data units: ∇_y log p(y) = ∇_x log p(x) / scale for y = x·scale + shift.
+        plots.plot_score_field(
+            lambda p: np.asarray(score_fn(to_train(p).astype(np.float32))) / dataset.scale,
+            None if mix is None else (lambda p: mix.score(to_train(p)) / dataset.scale),
+            sample_lims, names, run_dir / "score_field.png",
+        )
+    if len(loss_history):
+        plots.plot_loss(loss_history, run_dir / "loss.png", per_level_loss)
+    if comparison:
+        plots.plot_sampler_comparison(
+            [(t, dataset.to_data_units(s[np.isfinite(s).all(axis=1)])) for t, s in comparison],
+            target, sample_lims, names, run_dir / "sampler_comparison.png",
+        )
+    return report

@@ -1,0 +1,85 @@
+"""Input checks shared by both frameworks: one error type, one-line messages.
+
+Every check raises :class:`DSMInputError` with a message that names the option, file, column or
+row at fault and the value found. The command lines of both frameworks catch it and print that
+one line, so a user never sees a traceback from inside torch or JAX for bad input.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+
+__all__ = [
+    "DSMInputError",
+    "check_positive",
+    "check_positive_int",
+    "check_non_negative_int",
+    "check_points",
+    "check_choice",
+]
+
+
+class DSMInputError(ValueError):
+    """Bad user input: a file, column, value or option that cannot be used."""
+
+
+def check_positive(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number > 0, else raise DSMInputError."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
+        raise DSMInputError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an integer ≥ 1, else raise DSMInputError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise DSMInputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_non_negative_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an integer ≥ 0, else raise DSMInputError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise DSMInputError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def check_choice(name: str, value: object, choices: tuple) -> object:
+    """Return ``value`` if it is one of ``choices``, else raise DSMInputError."""
+    if value not in choices:
+        raise DSMInputError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+    return value
+
+
+def check_points(points: np.ndarray, source: str) -> np.ndarray:
+    """Check a data array: shape (N, 2), real numbers, all finite.
+
+    Args:
+        points: the array to check.
+        source: what the points came from (a file path or data-set name), used in messages.
+
+    Returns:
+        The points as a (N, 2) float64 array.
+
+    Raises:
+        DSMInputError: wrong shape, non-numeric dtype, or a NaN/infinite value (the message
+            names the first offending row).
+    """
+    arr = np.asarray(points)
+    if arr.dtype.kind not in "iuf":
+        raise DSMInputError(f"{source}: expected numbers, found values of dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise DSMInputError(f"{source}: expected 2-D points of shape (N, 2), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise DSMInputError(f"{source}: holds no points")
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DSMInputError(
+            f"{source}: row {row}, column {col} holds {arr[row, col]!r}; every value must be finite"
+        )
+    return arr

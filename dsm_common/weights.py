@@ -1,0 +1,104 @@
+"""The canonical, framework-neutral weight layout and its ``.safetensors`` file (SPEC §6).
+
+An MLP of ``n`` dense layers is a flat dict of float32 numpy arrays::
+
+    dense_0.kernel  (in, h1)     dense_0.bias  (h1,)
+    dense_1.kernel  (h1, h2)     dense_1.bias  (h2,)
+    ...
+    dense_{n-1}.kernel (h, out)  dense_{n-1}.bias (out,)
+
+Kernels are (in, out), as Flax stores them; torch's ``Linear.weight`` is (out, in) and is
+transposed on the way in and out. The file's metadata records the model's settings as JSON
+under ``"dsm_config"`` so a file alone is enough to rebuild the model and sample from it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from dsm_common.validation import DSMInputError
+
+__all__ = ["FORMAT", "check_canonical", "save_canonical", "load_canonical", "layer_dims"]
+
+FORMAT = "dsm-canonical-mlp-v1"
+
+
+def layer_dims(params: Mapping[str, np.ndarray]) -> list[int]:
+    """Widths ``[in, h1, …, out]`` of a checked canonical MLP."""
+    n = len(params) // 2
+    return [params["dense_0.kernel"].shape[0]] + [params[f"dense_{i}.kernel"].shape[1] for i in range(n)]
+
+
+def check_canonical(params: Mapping[str, Any], source: str = "weights") -> dict[str, np.ndarray]:
+    """Check names and chained shapes of a canonical MLP; return float32 numpy copies.
+
+    Raises:
+        DSMInputError: a missing or extra tensor, a kernel that is not 2-D, a bias whose length
+            is not its kernel's output width, or widths that do not chain; the message names the
+            tensor and the shapes found.
+    """
+    n = len(params) // 2
+    expected = {f"dense_{i}.{k}" for i in range(n) for k in ("kernel", "bias")}
+    if set(params) != expected or n == 0:
+        missing = sorted(expected - set(params))
+        extra = sorted(set(params) - expected)
+        raise DSMInputError(
+            f"{source}: not a canonical MLP layout (missing {missing or 'none'}, unexpected {extra or 'none'})"
+        )
+    out: dict[str, np.ndarray] = {}
+    prev = None
+    for i in range(n):
+        k = np.asarray(params[f"dense_{i}.kernel"], dtype=np.float32)
+        b = np.asarray(params[f"dense_{i}.bias"], dtype=np.float32)
+        if k.ndim != 2:
+            raise DSMInputError(f"{source}: dense_{i}.kernel must be 2-D (in, out), got shape {k.shape}")
+        if b.shape != (k.shape[1],):
+            raise DSMInputError(
+                f"{source}: dense_{i}.bias has shape {b.shape}, expected ({k.shape[1]},) to match kernel {k.shape}"
+            )
+        if prev is not None and k.shape[0] != prev:
+            raise DSMInputError(
+                f"{source}: dense_{i}.kernel has {k.shape[0]} inputs but dense_{i - 1} has {prev} outputs"
+            )
+        prev = k.shape[1]
+        out[f"dense_{i}.kernel"], out[f"dense_{i}.bias"] = np.ascontiguousarray(k), b
+    return out
+
+
+def save_canonical(path: str | Path, params: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> Path:
+    """Write canonical ``params`` and the model ``config`` (JSON-able) to a ``.safetensors`` file."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    params = check_canonical(params, str(path))
+    save_file(params, str(path), metadata={"format": FORMAT, "dsm_config": json.dumps(dict(config))})
+    return path
+
+
+def load_canonical(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a ``.safetensors`` file written by ``save_canonical``.
+
+    Returns:
+        ``(params, config)``: float32 arrays in the canonical layout and the stored settings.
+
+    Raises:
+        DSMInputError: missing file, a file that is not safetensors, or not the canonical layout.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DSMInputError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            meta = fh.metadata() or {}
+            params = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as err:  # safetensors raises several types for a corrupt header
+        raise DSMInputError(f"{path}: not a readable .safetensors file ({err})") from None
+    config = json.loads(meta.get("dsm_config", "{}"))
+    return check_canonical(params, str(path)), config

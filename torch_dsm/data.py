@@ -1,0 +1,58 @@
+"""``LightningDataModule`` over any data set of ``dsm_common.datasets``.
+
+Mirror: ``jax_dsm/data.py``. Batches are drawn by a ``BatchSampler`` over a ``RandomSampler``
+(reshuffled every epoch, last batch short: 300 points in batches of 8 give 38 steps), and each
+batch is one tensor index rather than B item fetches and a collate.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import lightning as L
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+
+from dsm_common.datasets import check_batch_size, load_dataset
+
+__all__ = ["DSMDataModule"]
+
+
+class DSMDataModule(L.LightningDataModule):
+    """2-D points for denoising score matching.
+
+    Args:
+        dataset: a built-in name (``seed_mixture``, ``old_faithful``, ``moons``, ``circles``,
+            ``swiss_roll``) or a path to a ``.csv``/``.npy`` file of 2-D points.
+        batch_size: points per step (the recipe: 8).
+        n_points: size of the generated sets (default: 300 for the seed mixture, 1000 otherwise).
+        columns: two CSV columns, by name or 0-based index.
+        standardize: standardise each axis (default: on for ``old_faithful`` and files).
+        seed: seed of the numpy Generator that draws generated sets.
+        shuffle: reshuffle every epoch.
+
+    Raises:
+        DSMInputError: at construction, for any bad data or option (before training starts).
+    """
+
+    def __init__(
+        self,
+        dataset: str = "seed_mixture",
+        batch_size: int = 8,
+        n_points: Optional[int] = None,
+        columns: Optional[list[Union[str, int]]] = None,
+        standardize: Optional[bool] = None,
+        seed: int = 0,
+        shuffle: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.data = load_dataset(dataset, n_points, seed, columns, standardize)
+        self.batch_size = check_batch_size(self.data, batch_size)
+        self.points = torch.from_numpy(self.data.points)  # (N, 2) float32, training space
+
+    def train_dataloader(self) -> DataLoader:
+        data = TensorDataset(self.points)
+        order = RandomSampler(data) if self.hparams.shuffle else SequentialSampler(data)
+        # batch_size=None: the BatchSampler's index lists go to TensorDataset.__getitem__ whole.
+        return DataLoader(data, sampler=BatchSampler(order, self.batch_size, drop_last=False), batch_size=None)

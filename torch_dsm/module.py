@@ -1,0 +1,113 @@
+"""The ``LightningModule``: DSM training of a score MLP, single- or multi-scale.
+
+Single scale (``num_scales = 1``, the reference recipe, SPEC §1): ``s_θ(x)`` trained with
+``dsm_loss`` at noise σ, plain SGD. Multi-scale (``num_scales > 1``, NCSN, SPEC §3): ``s_θ(x, σ)``
+trained with ``ncsn_loss`` over a geometric schedule from ``sigma_max`` (default: the largest
+pairwise distance in the training data) to ``sigma_min``.
+
+Mirror: ``jax_dsm/train.py`` (``DSMModule`` there has the same arguments).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import lightning as L
+import torch
+
+from dsm_common.config import SamplerConfig, check_model_options, noise_levels
+from torch_dsm.losses import dsm_loss, ncsn_loss
+from torch_dsm.models import ScoreMLP
+
+__all__ = ["DSMModule"]
+
+
+class DSMModule(L.LightningModule):
+    """Score model, DSM loss and optimiser.
+
+    Args:
+        hidden_dims: hidden widths of the score MLP (recipe: [256, 256]).
+        sigma: noise σ of the single-scale model (recipe: 3).
+        num_scales: L; 1 is the single-scale recipe, > 1 a noise-conditional NCSN.
+        sigma_max: σ₁ for NCSN; None: the largest pairwise distance in the training data.
+        sigma_min: σ_L for NCSN.
+        optimizer: ``sgd`` (recipe) or ``adam``.
+        lr: learning rate (recipe: 1e-5).
+        reduction: ``sum`` (recipe) or ``mean`` of the per-point losses over a batch.
+        sampler: sampler settings used after training (``dsm_common.config.SamplerConfig``).
+
+    Raises:
+        DSMInputError: a non-positive σ, learning rate or L, or an unknown option.
+    """
+
+    def __init__(
+        self,
+        hidden_dims: list[int] = [256, 256],  # noqa: B006 (read-only; LightningCLI shows it)
+        sigma: float = 3.0,
+        num_scales: int = 1,
+        sigma_max: Optional[float] = None,
+        sigma_min: float = 0.01,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        lr: float = 1e-5,
+        reduction: Literal["sum", "mean"] = "sum",
+        sampler: Optional[SamplerConfig] = None,
+    ):
+        super().__init__()
+        check_model_options(sigma, lr, num_scales, optimizer, reduction)
+        self.sampler = (sampler or SamplerConfig()).validate()
+        self.save_hyperparameters(ignore=["sampler"])
+        self.model = ScoreMLP(hidden_dims, conditional=num_scales > 1)
+        levels = noise_levels(sigma, num_scales, sigma_max, sigma_min)  # σ₁ from the data at setup
+        self.register_buffer("sigmas", torch.tensor(levels, dtype=torch.float32))  # (L,)
+        self.loss_history: list[float] = []  # mean batch loss of each finished epoch
+        self._epoch_sum = torch.zeros(())
+        self._epoch_steps = 0
+
+    @property
+    def conditional(self) -> bool:
+        return self.hparams.num_scales > 1
+
+    def setup(self, stage: str) -> None:
+        # σ₁ from the data (arXiv 2006.09011, technique 1); a resumed checkpoint overwrites it.
+        dm = self.trainer.datamodule
+        if self.conditional and self.hparams.sigma_max is None and dm is not None:
+            h = self.hparams
+            levels = noise_levels(h.sigma, h.num_scales, h.sigma_max, h.sigma_min, dm.data.points)
+            self.sigmas.copy_(torch.as_tensor(levels, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(x, sigma)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The training loss of one batch ``x`` (B, 2), noise drawn from torch's global stream."""
+        if self.conditional:
+            return ncsn_loss(self.model, x, self.sigmas, reduction=self.hparams.reduction)
+        return dsm_loss(self.model, x, self.hparams.sigma, reduction=self.hparams.reduction)
+
+    def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        (x,) = batch  # (B, 2)
+        loss = self.loss(x)
+        # Accumulated here and logged once per epoch: per-step self.log costs more than the step.
+        self._epoch_sum = self._epoch_sum + loss.detach()
+        self._epoch_steps += 1
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_sum = torch.zeros((), device=self.device)
+        self._epoch_steps = 0
+
+    def on_train_epoch_end(self) -> None:
+        mean = (self._epoch_sum / max(self._epoch_steps, 1)).item()
+        self.loss_history.append(mean)
+        self.log("train_loss", mean, prog_bar=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        opt = torch.optim.SGD if self.hparams.optimizer == "sgd" else torch.optim.Adam
+        return opt(self.model.parameters(), lr=self.hparams.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["loss_history"] = list(self.loss_history)
+        checkpoint["sampler"] = vars(self.sampler)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.loss_history = list(checkpoint.get("loss_history", []))

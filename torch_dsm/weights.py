@@ -1,0 +1,67 @@
+"""Torch ⇄ canonical weight layout ⇄ ``.safetensors`` (SPEC §6).
+
+``Linear.weight`` is (out, in); the canonical kernel is (in, out): transposed on the way.
+Mirror: ``jax_dsm/weights.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from dsm_common.validation import DSMInputError
+from dsm_common.weights import check_canonical, layer_dims, load_canonical, save_canonical
+from torch_dsm.models import ScoreMLP
+
+__all__ = ["to_canonical", "from_canonical", "save_weights", "load_weights"]
+
+
+def to_canonical(model: ScoreMLP) -> dict[str, np.ndarray]:
+    """Canonical float32 numpy arrays ``dense_{i}.kernel`` (in, out) and ``dense_{i}.bias`` (out,)."""
+    out = {}
+    for i, layer in enumerate(model.dense):
+        out[f"dense_{i}.kernel"] = layer.weight.detach().cpu().numpy().T.copy()
+        out[f"dense_{i}.bias"] = layer.bias.detach().cpu().numpy().copy()
+    return out
+
+
+def from_canonical(params: Mapping[str, np.ndarray], model: ScoreMLP | None = None) -> ScoreMLP:
+    """Load canonical arrays into ``model`` (or a new ScoreMLP of the matching shape).
+
+    Raises:
+        DSMInputError: the arrays are not a canonical MLP, or do not match ``model``'s shapes.
+    """
+    params = check_canonical(params)
+    dims = layer_dims(params)
+    if model is None:
+        model = ScoreMLP(dims[1:-1], conditional=dims[0] == dims[-1] + 1, dim=dims[-1])
+    if len(model.dense) != len(dims) - 1:
+        raise DSMInputError(f"weights have {len(dims) - 1} dense layers, the model has {len(model.dense)}")
+    with torch.no_grad():
+        for i, layer in enumerate(model.dense):
+            k = params[f"dense_{i}.kernel"]
+            if tuple(layer.weight.shape) != k.T.shape:
+                raise DSMInputError(
+                    f"dense_{i}.kernel has shape {k.shape}, the model expects {tuple(layer.weight.shape[::-1])}"
+                )
+            layer.weight.copy_(torch.from_numpy(k.T.copy()))
+            layer.bias.copy_(torch.from_numpy(params[f"dense_{i}.bias"]))
+    return model
+
+
+def save_weights(path: str | Path, model: ScoreMLP, config: Mapping[str, Any]) -> Path:
+    """Write ``model`` in the canonical layout to a ``.safetensors`` file with ``config`` as metadata."""
+    return save_canonical(path, to_canonical(model), config)
+
+
+def load_weights(path: str | Path) -> tuple[ScoreMLP, dict[str, Any]]:
+    """Read a canonical ``.safetensors`` file (from either framework) into a new ScoreMLP.
+
+    Returns:
+        ``(model, config)``. Raises DSMInputError on a missing or malformed file.
+    """
+    params, config = load_canonical(path)
+    return from_canonical(params).eval(), config
