@@ -123,16 +123,21 @@ class DSMLightningCLI(LightningCLI):
         print(summary_line(metrics))
 
 
+def trainer_defaults() -> dict:
+    """The Trainer settings ``dsm-torch fit`` starts from (YAML and flags override them)."""
+    return {
+        "logger": False,
+        "callbacks": [ModelCheckpoint(save_last=True, every_n_epochs=10, enable_version_counter=False)],
+        "enable_model_summary": False,
+    }
+
+
 def _make_cli(args=None) -> DSMLightningCLI:
     return DSMLightningCLI(
         DSMModule,
         DSMDataModule,
         args=args,
-        trainer_defaults={
-            "logger": False,
-            "callbacks": [ModelCheckpoint(save_last=True, every_n_epochs=10, enable_version_counter=False)],
-            "enable_model_summary": False,
-        },
+        trainer_defaults=trainer_defaults(),
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": PROG},
     )
