@@ -3,6 +3,11 @@
 Mirror: ``jax_dsm/data.py``. Batches are drawn by a ``BatchSampler`` over a ``RandomSampler``
 (reshuffled every epoch, last batch short: 300 points in batches of 8 give 38 steps), and each
 batch is one tensor index rather than B item fetches and a collate.
+
+``batches_per_step = K > 1`` groups K consecutive mini-batches into one loader item (a list of
+K ``(x,)`` tuples; the epoch's order and batch boundaries are unchanged). The ``DSMModule`` then
+takes one optimiser step per mini-batch inside a single Lightning step, so the Trainer's fixed
+cost per step is paid once per K updates: the speed setting the README recommends.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from typing import Optional, Union
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
 from dsm_common.datasets import check_batch_size, load_dataset
+from dsm_common.validation import check_positive_int
 
 __all__ = ["DSMDataModule"]
 
@@ -30,6 +36,7 @@ class DSMDataModule(L.LightningDataModule):
         standardize: standardise each axis (default: on for ``old_faithful`` and files).
         seed: seed of the numpy Generator that draws generated sets.
         shuffle: reshuffle every epoch.
+        batches_per_step: mini-batches per Lightning step (1: the usual one; see module doc).
 
     Raises:
         DSMInputError: at construction, for any bad data or option (before training starts).
@@ -44,15 +51,35 @@ class DSMDataModule(L.LightningDataModule):
         standardize: Optional[bool] = None,
         seed: int = 0,
         shuffle: bool = True,
+        batches_per_step: int = 1,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.data = load_dataset(dataset, n_points, seed, columns, standardize)
         self.batch_size = check_batch_size(self.data, batch_size)
+        self.batches_per_step = check_positive_int("data.batches_per_step", batches_per_step)
         self.points = torch.from_numpy(self.data.points)  # (N, 2) float32, training space
 
     def train_dataloader(self) -> DataLoader:
         data = TensorDataset(self.points)
         order = RandomSampler(data) if self.hparams.shuffle else SequentialSampler(data)
+        batches = BatchSampler(order, self.batch_size, drop_last=False)
+        if self.batches_per_step > 1:
+            # Items are lists of K index lists; _Groups fetches each mini-batch by one index.
+            groups = BatchSampler(batches, self.batches_per_step, drop_last=False)
+            return DataLoader(_Groups(self.points), sampler=groups, batch_size=None)
         # batch_size=None: the BatchSampler's index lists go to TensorDataset.__getitem__ whole.
-        return DataLoader(data, sampler=BatchSampler(order, self.batch_size, drop_last=False), batch_size=None)
+        return DataLoader(data, sampler=batches, batch_size=None)
+
+
+class _Groups(Dataset):
+    """Maps a list of index lists to a list of ``(points[idx],)`` mini-batches."""
+
+    def __init__(self, points: torch.Tensor):
+        self.points = points
+
+    def __getitem__(self, groups: list[list[int]]) -> list[tuple[torch.Tensor]]:
+        return [(self.points[idx],) for idx in groups]
+
+    def __len__(self) -> int:
+        return len(self.points)

@@ -68,8 +68,11 @@ class DSMModule(L.LightningModule):
         return self.hparams.num_scales > 1
 
     def setup(self, stage: str) -> None:
-        # σ₁ from the data (arXiv 2006.09011, technique 1); a resumed checkpoint overwrites it.
         dm = self.trainer.datamodule
+        # Several mini-batches per Lightning step (DSMDataModule.batches_per_step > 1) need the
+        # optimiser steps taken here, one per mini-batch: manual optimisation.
+        self.automatic_optimization = getattr(dm, "batches_per_step", 1) == 1
+        # σ₁ from the data (arXiv 2006.09011, technique 1); a resumed checkpoint overwrites it.
         if self.conditional and self.hparams.sigma_max is None and dm is not None:
             h = self.hparams
             levels = noise_levels(h.sigma, h.num_scales, h.sigma_max, h.sigma_min, dm.data.points)
@@ -84,13 +87,26 @@ class DSMModule(L.LightningModule):
             return ncsn_loss(self.model, x, self.sigmas, reduction=self.hparams.reduction)
         return dsm_loss(self.model, x, self.hparams.sigma, reduction=self.hparams.reduction)
 
-    def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        (x,) = batch  # (B, 2)
-        loss = self.loss(x)
-        # Accumulated here and logged once per epoch: per-step self.log costs more than the step.
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
+        if self.automatic_optimization:
+            (x,) = batch  # (B, 2)
+            loss = self.loss(x)
+            self._accumulate(loss)
+            return loss
+        # batches_per_step > 1: a list of mini-batches, one SGD step each, as in a plain loop.
+        opt = self.optimizers()
+        for (x,) in batch:
+            opt.zero_grad()
+            loss = self.loss(x)
+            self.manual_backward(loss)
+            opt.step()
+            self._accumulate(loss)
+        return None
+
+    def _accumulate(self, loss: torch.Tensor) -> None:
+        # Summed here and logged once per epoch: per-step self.log costs more than the step.
         self._epoch_sum = self._epoch_sum + loss.detach()
         self._epoch_steps += 1
-        return loss
 
     def on_train_epoch_start(self) -> None:
         self._epoch_sum = torch.zeros((), device=self.device)
