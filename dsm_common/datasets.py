@@ -80,11 +80,14 @@ class Dataset2D:
 
 def _parse_float(text: str, path: Path, row: int, column: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise DSMInputError(
             f"{path}: row {row}, column {column!r} holds {text!r}, which is not a number"
         ) from None
+    if not np.isfinite(value):  # name the file's line and column, as for text (not the array index)
+        raise DSMInputError(f"{path}: row {row}, column {column!r} holds {text!r}; every value must be finite")
+    return value
 
 
 def _is_number(text: str) -> bool:

@@ -41,7 +41,9 @@ def check_canonical(params: Mapping[str, Any], source: str = "weights") -> dict[
             is not its kernel's output width, or widths that do not chain; the message names the
             tensor and the shapes found.
     """
-    n = len(params) // 2
+    # Layers from the highest index named (not len // 2), so a missing tensor is reported as missing.
+    layers = [int(k[6:].split(".")[0]) for k in params if k.startswith("dense_") and k[6:].split(".")[0].isdigit()]
+    n = max(layers) + 1 if layers else 0
     expected = {f"dense_{i}.{k}" for i in range(n) for k in ("kernel", "bias")}
     if set(params) != expected or n == 0:
         missing = sorted(expected - set(params))
