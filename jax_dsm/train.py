@@ -87,7 +87,10 @@ class DSMModule:
         """Fresh parameters (Flax default initialisation) and optimiser state."""
         x = jnp.zeros((1, 2), jnp.float32)
         variables = self.model.init(key, x, jnp.ones((1,)) if self.conditional else None)
-        return TrainState.create(apply_fn=self.model.apply, params=variables["params"], tx=self.tx)
+        state = TrainState.create(apply_fn=self.model.apply, params=variables["params"], tx=self.tx)
+        # step as an int32 array, as the compiled chunk returns it: a Python int would make the
+        # second chunk's call signature differ from the first's and compile the loop twice.
+        return state.replace(step=jnp.asarray(state.step, jnp.int32))
 
     def loss(self, params, x: jnp.ndarray, key: jax.Array, mask: jnp.ndarray | None, sigmas: jnp.ndarray) -> jnp.ndarray:
         """Training loss of one (padded) batch ``x`` (B, 2); ``mask`` (B,) marks real points."""
@@ -179,6 +182,7 @@ class Trainer:
         try:
             payload = serialization.msgpack_restore(path.read_bytes())
             state = serialization.from_state_dict(state, payload["state"])
+            state = jax.tree_util.tree_map(jnp.asarray, state)  # numpy leaves → arrays: no recompilation
         except (ValueError, KeyError) as err:
             raise DSMInputError(f"{path}: not a checkpoint of this model ({err})") from None
         self.current_epoch = int(payload["epoch"])
