@@ -80,6 +80,6 @@ def check_points(points: np.ndarray, source: str) -> np.ndarray:
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DSMInputError(
-            f"{source}: row {row}, column {col} holds {arr[row, col]!r}; every value must be finite"
+            f"{source}: row {row}, column {col} holds {float(arr[row, col])!r}; every value must be finite"
         )
     return arr
