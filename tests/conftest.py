@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -78,7 +79,8 @@ def run_torch_cli_inprocess(args: list[str]) -> None:
     from torch_dsm.cli import main
 
     torch.set_num_threads(1)
-    main(args)
+    with mock.patch.object(sys, "argv", ["dsm-torch"]):  # LightningCLI warns when sys.argv has pytest's args
+        main(args)
 
 
 def run_subprocess(cmd: list[str], timeout: float = 300, **kw) -> subprocess.CompletedProcess:

@@ -77,7 +77,8 @@ def test_bad_csv_names_file_row_column_and_value(tmp_path, content, columns, fra
     [
         (np.zeros((10, 3)), ["(N, 2)", "(10, 3)"]),
         (np.zeros(4), ["(N, 2)", "(4,)"]),
-        (np.array([[0.0, 1.0], [2.0, np.inf]]), ["row 1", "column 1", "inf"]),
+        (np.array([[0.0, 1.0], [2.0, np.inf]]), ["row 1, column 1 holds inf;"]),
+        (np.array([[0.0, 1.0], [2.0, 3.0], [np.nan, 0.0]]), ["row 2, column 0 holds nan;"]),
         (np.array([["a", "b"]]), ["numbers", "<U1"]),
         (np.zeros((0, 2)), ["no points"]),
     ],
