@@ -48,7 +48,7 @@ def from_canonical(params: Mapping[str, np.ndarray], model: ScoreMLP | None = No
                     f"dense_{i}.kernel has shape {k.shape}, the model expects {tuple(layer.weight.shape[::-1])}"
                 )
             layer.weight.copy_(torch.from_numpy(k.T.copy()))
-            layer.bias.copy_(torch.from_numpy(params[f"dense_{i}.bias"]))
+            layer.bias.copy_(torch.from_numpy(params[f"dense_{i}.bias"].copy()))  # a copy: the array may be read-only
     return model
 
 
