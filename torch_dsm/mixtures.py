@@ -33,12 +33,13 @@ def mixture_score(mixture: GaussianMixture, dtype=torch.float32) -> Callable:
     eye = torch.eye(mixture.dim, dtype=dtype)
 
     def score(x: torch.Tensor, sigma: torch.Tensor | float = 0.0) -> torch.Tensor:
+        lw, mu, cv, id_ = (t.to(x.device) for t in (log_w, means, covs, eye))  # constants follow x (CPU or GPU)
         s2 = torch.as_tensor(sigma, dtype=dtype, device=x.device).expand(x.shape[0]) ** 2  # (n,)
-        c = covs[None] + s2[:, None, None, None] * eye  # (n, K, d, d)
-        diff = means[None] - x[:, None, :]  # (n, K, d)
+        c = cv[None] + s2[:, None, None, None] * id_  # (n, K, d, d)
+        diff = mu[None] - x[:, None, :]  # (n, K, d)
         prec_diff = torch.linalg.solve(c, diff[..., None])[..., 0]  # (n, K, d)
         maha = (diff * prec_diff).sum(-1)  # (n, K)
-        logits = log_w - 0.5 * (maha + torch.logdet(c))  # (n, K); 2π terms cancel
+        logits = lw - 0.5 * (maha + torch.logdet(c))  # (n, K); 2π terms cancel
         r = torch.softmax(logits, dim=1)
         return (r[..., None] * prec_diff).sum(1)  # (n, d)
 
