@@ -97,10 +97,6 @@ def test_resume_in_process_is_exact(tmp_path):
     assert part.loss_history == full.loss_history[:k]
     # The resumed run really trained: its parameters moved from the k-epoch ones.
     assert any(not np.array_equal(a, b) for a, b in zip(_leaves(state_k.params), _leaves(state_res.params)))
-    # A run with another seed differs (the exactness above is not vacuous).
-    other = Trainer(max_epochs=n, default_root_dir=str(tmp_path / "other"), enable_progress_bar=False,
-                    epochs_per_chunk=chunk).fit(DSMModule(**SMALL), dm, seed=6)
-    assert any(not np.array_equal(a, b) for a, b in zip(_leaves(other.params), _leaves(state_full.params)))
 
 
 def test_resume_from_missing_checkpoint_is_an_input_error(tmp_path):
@@ -123,7 +119,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
 def test_resume_after_sigkill_is_exact(tmp_path):
     """Kill ``dsm-jax train`` with SIGKILL as soon as its first checkpoint exists, resume it with
     ``--ckpt_path last``: the final parameters and loss history equal an uninterrupted run's."""
-    n, chunk = 400, 10
+    n, chunk = 200, 10
     run = tmp_path / "run"
     args = [
         sys.executable, "-m", "jax_dsm.cli", "train", "--config", str(REPO / "configs" / "seed.yaml"),
