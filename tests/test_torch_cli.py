@@ -86,7 +86,7 @@ def test_fit_seed_mixture(seed_run):
     assert m["gap_mass"] == pytest.approx(np.mean(np.abs(samples[:, 0]) < 5), abs=1e-12)
     assert m["true_mode_weights"] == pytest.approx([1 / 3, 2 / 3])
     # Relative Fisher divergence of the saved model, on 20 000 fresh draws of Υ_σ here: the CLI used
-    # 10 000 other draws, so the two Monte Carlo estimates agree to a few per cent (15 % allowed).
+    # 10 000 other draws; the two Monte Carlo estimates differ by ~1 % (sd over seeds), 8 % allowed.
     model, cfg = load_weights(seed_run / "weights.safetensors")
     target = seed_mixture().convolve(3.0)
     x = target.sample(20_000, np.random.default_rng(123))
@@ -94,7 +94,7 @@ def test_fit_seed_mixture(seed_run):
         learned = model(torch.from_numpy(x.astype(np.float32))).double().numpy()
     exact = target.score(x)
     fisher = np.mean(np.sum((learned - exact) ** 2, 1)) / np.mean(np.sum(exact**2, 1))
-    assert m["fisher_divergence"] == pytest.approx(fisher, rel=0.15)
+    assert m["fisher_divergence"] == pytest.approx(fisher, rel=0.08)
     # The weight file carries what `sample` needs.
     assert cfg["framework"] == "torch" and cfg["epochs"] == 2 and cfg["sigmas"] == [3.0]
     assert cfg["sampler"]["n_chains"] == TINY_CHAINS and cfg["data"]["dataset"] == "seed_mixture"
