@@ -143,7 +143,7 @@ def test_fit_old_faithful_reports_minutes(tmp_path):
     assert samples[:, 1].mean() > 20  # waiting time in minutes (standardised values would be ~0)
 
 
-def test_fit_csv_file_with_named_columns(tmp_path):
+def test_fit_csv_file_with_named_columns(tmp_path, capsys):
     rng = np.random.default_rng(7)
     pts = np.concatenate([rng.normal([0, 50], [1, 5], (40, 2)), rng.normal([6, 80], [1, 5], (40, 2))])
     extra = rng.normal(size=80)
@@ -152,6 +152,7 @@ def test_fit_csv_file_with_named_columns(tmp_path):
     run_dir = tmp_path / "run"
     run_torch_cli_inprocess(tiny_fit_args(run_dir, f"--data.dataset={csv}", "--data.columns=[alpha,beta]",
                                           "--model.sigma=0.3", "--model.lr=1e-4"))
+    assert f"run directory: {run_dir.resolve()}" in capsys.readouterr().out  # fit prints where it wrote
     m = _check_common_outputs(run_dir, str(csv), 2, 10)  # 80 points in batches of 8
     raw = np.round(pts, 6)  # what the file holds
     _check_samples(run_dir, raw.mean(0), raw.std(0))  # files are standardised for training
