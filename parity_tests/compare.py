@@ -1,0 +1,485 @@
+"""Value parity, quantity by quantity: torch_dsm against jax_dsm on the shared fixtures.
+
+One function per quantity; each feeds both frameworks the same numpy arrays (weights copied
+through the canonical layout, noise passed in) on one :class:`Device` and returns
+:class:`Result` rows ``(max_abs, rel, bound)``. The tests (``test_values.py``) assert the rows
+and ``scripts/parity_report.py`` prints them, so every number is computed by one piece of code.
+
+Bounds (SPEC §6, float32):
+
+* forward pass, losses, gradients, exact scores: max-abs ≤ 1e-5 × the magnitude of the
+  quantity (``rel = max_abs / max |value|``, the larger of the two sides);
+* weights after SGD steps (1, 100, and the two training loops): max-abs ≤ 1e-5;
+* sampler states after 1000 steps (Langevin, annealed Langevin): max-abs ≤ 1e-4.
+
+No bound is looser than SPEC §6.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable
+from unittest import mock
+
+import jax
+import numpy as np
+import optax
+import torch
+from flax.training.train_state import TrainState
+from jax.tree_util import Partial
+
+import jax_dsm.losses as jl
+import jax_dsm.mixtures as jm
+import jax_dsm.sampling as js
+import jax_dsm.train as jt
+import jax_dsm.weights as jw
+import torch_dsm.losses as tl
+import torch_dsm.mixtures as tm
+import torch_dsm.module as tmod
+import torch_dsm.sampling as ts
+import torch_dsm.weights as tw
+from dsm_common.mixtures import ncsn_toy_mixture, seed_mixture
+from parity_tests.devices import Device
+from parity_tests.fixture_data import weight_set
+
+__all__ = ["Result", "COMPARISONS", "run_all", "BOUND_REL", "BOUND_SGD", "BOUND_SAMPLER"]
+
+BOUND_REL = 1e-5  # forward, loss, gradients, exact score: relative to the magnitude (SPEC §6)
+BOUND_SGD = 1e-5  # weights after SGD steps, max-abs (SPEC §6)
+BOUND_SAMPLER = 1e-4  # sampler states after 1000 steps, max-abs (SPEC §6)
+
+Fixtures = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One measured difference.
+
+    Attributes:
+        quantity: what was compared (and which two sides).
+        device: ``cpu`` or ``cuda``.
+        max_abs: max |a − b| over all elements.
+        scale: max |value| over both sides (the magnitude of the quantity).
+        bound: the tolerance.
+        bound_on: ``"rel"`` (bound on max_abs / scale) or ``"abs"`` (bound on max_abs).
+        note: the reason for a bound looser than SPEC §6 (none is at present).
+    """
+
+    quantity: str
+    device: str
+    max_abs: float
+    scale: float
+    bound: float
+    bound_on: str
+    note: str = ""
+
+    @property
+    def rel(self) -> float:
+        if self.scale > 0:
+            return self.max_abs / self.scale
+        return 0.0 if self.max_abs == 0 else math.inf
+
+    @property
+    def measured(self) -> float:
+        return self.rel if self.bound_on == "rel" else self.max_abs
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.measured) and self.measured <= self.bound)
+
+    def __str__(self) -> str:
+        return (f"{self.quantity} [{self.device}]: max-abs {self.max_abs:.3g}, rel {self.rel:.3g} "
+                f"(|value| ≤ {self.scale:.3g}); bound {self.bound:g} on {self.bound_on}"
+                f"{'' if self.ok else '  <-- FAIL'}")
+
+
+def _diff(quantity: str, dev: Device, a, b, bound: float, bound_on: str) -> Result:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise AssertionError(f"{quantity}: shapes differ, {a.shape} vs {b.shape}")
+    if a.size == 0:
+        return Result(quantity, dev.name, 0.0, 0.0, bound, bound_on)
+    max_abs = float(np.max(np.abs(a - b)))
+    if not np.all(np.isfinite(a)) or not np.all(np.isfinite(b)):
+        max_abs = math.inf
+    scale = float(max(np.max(np.abs(a)), np.max(np.abs(b))))
+    return Result(quantity, dev.name, max_abs, scale, bound, bound_on)
+
+
+def _diff_params(quantity: str, dev: Device, pa: dict, pb: dict, bound: float, bound_on: str) -> Result:
+    """All parameters at once: max-abs over every tensor, scale the largest |weight|."""
+    if set(pa) != set(pb):
+        raise AssertionError(f"{quantity}: parameter names differ, {sorted(pa)} vs {sorted(pb)}")
+    flat_a = np.concatenate([np.ravel(pa[k]) for k in sorted(pa)])
+    flat_b = np.concatenate([np.ravel(pb[k]) for k in sorted(pa)])
+    return _diff(quantity, dev, flat_a, flat_b, bound, bound_on)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _t(a, dev: Device) -> torch.Tensor:
+    return torch.from_numpy(np.array(a)).to(dev.torch)
+
+
+def _j(a, dev: Device) -> jax.Array:
+    a = np.asarray(a)
+    if a.dtype == np.int64:
+        a = a.astype(np.int32)  # JAX runs with 32-bit integers
+    return jax.device_put(a, dev.jax)
+
+
+def _n(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _torch_net(params: dict, dev: Device) -> torch.nn.Module:
+    return tw.from_canonical(params).to(dev.torch)
+
+
+def _jax_net(params: dict, dev: Device):
+    with jax.default_device(dev.jax):
+        model, variables = jw.from_canonical(params)
+    return model, jax.device_put(variables, dev.jax)
+
+
+def _torch_grads(net: torch.nn.Module) -> dict[str, np.ndarray]:
+    out = {}
+    for i, layer in enumerate(net.dense):
+        out[f"dense_{i}.kernel"] = _n(layer.weight.grad).T
+        out[f"dense_{i}.bias"] = _n(layer.bias.grad)
+    return out
+
+
+def _torch_sgd(net: torch.nn.Module, xs, zs, sigma: float, lr: float) -> dict[str, np.ndarray]:
+    """Plain torch.optim.SGD on ``torch_dsm.losses.dsm_loss`` (sum), one step per (x, z)."""
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    for x, z in zip(xs, zs):
+        opt.zero_grad()
+        tl.dsm_loss(net, x, sigma, noise=z, reduction="sum").backward()
+        opt.step()
+    return tw.to_canonical(net)
+
+
+# ---------------------------------------------------------------------------- quantities
+
+
+def forward(fx: Fixtures, dev: Device) -> list[Result]:
+    """The score MLP on 256 points of [−20, 20]²: unconditional and noise-conditional."""
+    x = fx["x_eval"]
+    out = []
+    net = _torch_net(weight_set(fx, "init"), dev)
+    model, v = _jax_net(weight_set(fx, "init"), dev)
+    with torch.no_grad():
+        a = net(_t(x, dev))
+    b = jax.jit(model.apply)(v, _j(x, dev))
+    out.append(_diff("forward pass", dev, _n(a), _n(b), BOUND_REL, "rel"))
+
+    s = fx["sigma_eval"]
+    net = _torch_net(weight_set(fx, "cond"), dev)
+    model, v = _jax_net(weight_set(fx, "cond"), dev)
+    with torch.no_grad():
+        a = net(_t(x, dev), _t(s, dev))
+    b = jax.jit(model.apply)(v, _j(x, dev), _j(s, dev))
+    out.append(_diff("forward pass, noise-conditional", dev, _n(a), _n(b), BOUND_REL, "rel"))
+    return out
+
+
+def dsm_loss(fx: Fixtures, dev: Device) -> list[Result]:
+    """DSM loss of the fixture batch with its noise, σ = 3, sum and mean reductions."""
+    sigma = float(fx["sigma"])
+    net = _torch_net(weight_set(fx, "init"), dev)
+    model, v = _jax_net(weight_set(fx, "init"), dev)
+    out = []
+    for reduction in ("sum", "mean"):
+        with torch.no_grad():
+            a = tl.dsm_loss(net, _t(fx["x"], dev), sigma, noise=_t(fx["z"], dev), reduction=reduction)
+        f = jax.jit(lambda v, x, z, r=reduction: jl.dsm_loss(partial(model.apply, v), x, sigma, noise=z, reduction=r))
+        b = f(v, _j(fx["x"], dev), _j(fx["z"], dev))
+        out.append(_diff(f"DSM loss ({reduction})", dev, _n(a), _n(b), BOUND_REL, "rel"))
+    return out
+
+
+def dsm_gradients(fx: Fixtures, dev: Device) -> list[Result]:
+    """Gradient of the DSM loss (sum) with respect to every parameter, one row per tensor."""
+    sigma = float(fx["sigma"])
+    net = _torch_net(weight_set(fx, "init"), dev)
+    tl.dsm_loss(net, _t(fx["x"], dev), sigma, noise=_t(fx["z"], dev), reduction="sum").backward()
+    ga = _torch_grads(net)
+    model, v = _jax_net(weight_set(fx, "init"), dev)
+    f = jax.jit(jax.grad(lambda p, x, z: jl.dsm_loss(partial(model.apply, {"params": p}), x, sigma, noise=z)))
+    gb = jw.to_canonical({"params": f(v["params"], _j(fx["x"], dev), _j(fx["z"], dev))})
+    return [_diff(f"DSM gradient {k}", dev, ga[k], gb[k], BOUND_REL, "rel") for k in sorted(ga)]
+
+
+def ncsn(fx: Fixtures, dev: Device) -> list[Result]:
+    """NCSN loss (fixed levels and noise; mean and sum) and its gradients, conditional MLP."""
+    sigmas, levels, x, z = fx["ncsn_sigmas"], fx["ncsn_levels"], fx["x"], fx["ncsn_z"]
+    out = []
+    model, v = _jax_net(weight_set(fx, "cond"), dev)
+    for reduction in ("mean", "sum"):
+        net = _torch_net(weight_set(fx, "cond"), dev)
+        a = tl.ncsn_loss(net, _t(x, dev), _t(sigmas, dev), levels=_t(levels, dev), noise=_t(z, dev), reduction=reduction)
+        a.backward()
+
+        def loss(p, x, sigmas, levels, z, r=reduction):
+            return jl.ncsn_loss(partial(model.apply, {"params": p}), x, sigmas, levels=levels, noise=z, reduction=r)
+
+        b, g = jax.jit(jax.value_and_grad(loss))(v["params"], *(_j(t, dev) for t in (x, sigmas, levels, z)))
+        out.append(_diff(f"NCSN loss ({reduction})", dev, _n(a), _n(b), BOUND_REL, "rel"))
+        if reduction == "mean":
+            ga, gb = _torch_grads(net), jw.to_canonical({"params": g})
+            rows = [_diff(k, dev, ga[k], gb[k], BOUND_REL, "rel") for k in sorted(ga)]
+            worst = max(rows, key=lambda r: r.rel)
+            out.append(Result(f"NCSN gradient (worst tensor: {worst.quantity})", dev.name, worst.max_abs,
+                              worst.scale, BOUND_REL, "rel"))
+    return out
+
+
+def sgd_steps(fx: Fixtures, dev: Device, n_steps: int) -> list[Result]:
+    """``n_steps`` plain SGD steps (lr 1e-5, DSM sum loss) on the fixture batches and noise:
+    torch.optim.SGD against optax.sgd."""
+    sigma, lr = float(fx["sigma"]), float(fx["lr"])
+    xs, zs = fx["sgd_x"][:n_steps], fx["sgd_z"][:n_steps]
+    p0 = weight_set(fx, "init")
+    a = _torch_sgd(_torch_net(p0, dev), _t(xs, dev), _t(zs, dev), sigma, lr)
+
+    model, v = _jax_net(p0, dev)
+    tx = optax.sgd(lr)
+
+    @jax.jit
+    def step(params, opt_state, x, z):
+        grads = jax.grad(lambda p: jl.dsm_loss(partial(model.apply, {"params": p}), x, sigma, noise=z))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    params = v["params"]
+    opt_state = tx.init(params)
+    xj, zj = _j(xs, dev), _j(zs, dev)
+    for k in range(n_steps):
+        params, opt_state = step(params, opt_state, xj[k], zj[k])
+    b = jw.to_canonical({"params": params})
+    label = "one SGD step" if n_steps == 1 else f"{n_steps} SGD steps"
+    return [_diff(f"weights after {label} (torch.optim.SGD vs optax.sgd)", dev, *_flat(a, b), BOUND_SGD, "abs")]
+
+
+def _flat(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray]:
+    keys = sorted(a)
+    return np.concatenate([np.ravel(a[k]) for k in keys]), np.concatenate([np.ravel(b[k]) for k in keys])
+
+
+def _training_points(fx: Fixtures) -> np.ndarray:
+    """796 fixture points: one epoch of batches of 8 is 100 steps, the last with 4 points."""
+    return np.ascontiguousarray(fx["sgd_x"].reshape(-1, 2)[:796])
+
+
+class _RecordingJaxModule(jt.DSMModule):
+    """jax_dsm's DSMModule whose loss draws z from its key as ``dsm_loss`` does, passes it in,
+    and reports (batch, z, mask) of every step to the host, in order, so torch can replay it."""
+
+    def __init__(self, record: list, **kw):
+        super().__init__(**kw)
+        self._record = record
+
+    def loss(self, params, x, key, mask, sigmas):
+        z = jax.random.normal(key, x.shape, x.dtype)
+        jax.debug.callback(lambda *a: self._record.append(tuple(np.array(t) for t in a)), x, z, mask, ordered=True)
+        score = partial(self.model.apply, {"params": params})
+        return jl.dsm_loss(score, x, self.hparams["sigma"], noise=z, reduction=self.hparams["reduction"], mask=mask)
+
+
+def jax_training_loop(fx: Fixtures, dev: Device) -> list[Result]:
+    """jax_dsm's compiled training loop (``make_train_chunk``: a scan over epochs of a scan over
+    batches, padded-and-masked last batch, TrainState + optax.sgd) for one epoch of 100 steps,
+    against a plain torch SGD loop replaying the same batches and the noise the loop drew."""
+    sigma, lr = float(fx["sigma"]), float(fx["lr"])
+    points = _training_points(fx)
+    record: list = []
+    module = _RecordingJaxModule(record, hidden_dims=[256, 256], sigma=sigma, lr=lr, reduction="sum")
+    model, v = _jax_net(weight_set(fx, "init"), dev)
+    with jax.default_device(dev.jax):
+        state = TrainState.create(apply_fn=module.model.apply, params=v["params"], tx=module.tx)
+        train_chunk = jt.make_train_chunk(module, len(points), 8, shuffle=False)
+        state, _ = train_chunk(state, jax.random.PRNGKey(0), _j(points, dev), _j(np.asarray(module.sigmas, np.float32), dev), 1)
+        jax.block_until_ready(state)
+        jax.effects_barrier()
+    b = jw.to_canonical({"params": state.params})
+    if len(record) != 100:
+        raise AssertionError(f"the compiled loop reported {len(record)} steps, expected 100")
+    xs = [x[m] for x, _, m in record]
+    zs = [z[m] for _, z, m in record]
+    if not np.array_equal(np.concatenate(xs), points):
+        raise AssertionError("the compiled loop did not visit the points in order")
+    a = _torch_sgd(_torch_net(weight_set(fx, "init"), dev), [_t(x, dev) for x in xs], [_t(z, dev) for z in zs], sigma, lr)
+    return [_diff("weights after 100 steps of jax_dsm's compiled training loop (vs plain torch loop)", dev,
+                  *_flat(a, b), BOUND_SGD, "abs")]
+
+
+def lightning_trainer(fx: Fixtures, dev: Device) -> list[Result]:
+    """Lightning ``Trainer.fit`` of ``torch_dsm.module.DSMModule`` for one epoch of 100 steps
+    (sequential batches, noise from the fixtures, fed by patching the module's ``dsm_loss``)
+    against a plain torch SGD loop on the same batches and noise."""
+    import lightning as L
+
+    from torch_dsm.data import DSMDataModule
+
+    sigma, lr = float(fx["sigma"]), float(fx["lr"])
+    points = _training_points(fx)
+    noise = fx["sgd_z"]
+    p0 = weight_set(fx, "init")
+    seen: list[np.ndarray] = []
+    original = tmod.dsm_loss
+
+    def fixed_noise_loss(score_fn, x, sigma, noise_=None, reduction="sum", generator=None):
+        z = _t(noise[len(seen), : x.shape[0]], dev)
+        seen.append(_n(x))
+        return original(score_fn, x, sigma, noise=z, reduction=reduction)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "points.npy"
+        np.save(path, points)
+        dm = DSMDataModule(dataset=str(path), batch_size=8, standardize=False, shuffle=False)
+        module = tmod.DSMModule(hidden_dims=[256, 256], sigma=sigma, lr=lr, reduction="sum")
+        tw.from_canonical(p0, module.model)
+        trainer = L.Trainer(max_epochs=1, accelerator=dev.lightning_accelerator, devices=1, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            default_root_dir=tmp)
+        with quiet_lightning(), mock.patch.object(tmod, "dsm_loss", fixed_noise_loss):
+            trainer.fit(module, dm)
+    a = tw.to_canonical(module.model)
+    if len(seen) != 100 or not np.array_equal(np.concatenate(seen), points):
+        raise AssertionError(f"the Trainer took {len(seen)} steps or another batch order than the data's")
+    xs = [_t(points[i : i + 8], dev) for i in range(0, len(points), 8)]
+    zs = [_t(noise[k, : len(x)], dev) for k, x in enumerate(xs)]
+    b = _torch_sgd(_torch_net(p0, dev), xs, zs, sigma, lr)
+    return [_diff("weights after 100 steps of Lightning Trainer (vs plain torch loop)", dev, *_flat(a, b), BOUND_SGD, "abs")]
+
+
+class quiet_lightning:
+    """Silence Lightning's info lines and its warnings about workers and logging intervals."""
+
+    def __enter__(self):
+        self._warn = warnings.catch_warnings()
+        self._warn.__enter__()
+        warnings.simplefilter("ignore")
+        self._levels = {}
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logger = logging.getLogger(name)
+            self._levels[name] = logger.level
+            logger.setLevel(logging.ERROR)
+        return self
+
+    def __exit__(self, *exc):
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._warn.__exit__(*exc)
+        return False
+
+
+def _numpy_langevin(score: Callable, x0: np.ndarray, eps: float, noise: np.ndarray) -> np.ndarray:
+    x = x0.astype(np.float64)
+    for z in noise:
+        x = x + 0.5 * eps * score(x) + math.sqrt(eps) * z
+    return x
+
+
+def langevin(fx: Fixtures, dev: Device) -> list[Result]:
+    """1000 Langevin steps (ε = 0.01, 32 chains) with the fixture start and per-step noise:
+    the fixture score MLP, and the exact score of Υ_σ (also against a float64 numpy recursion)."""
+    eps = float(fx["step_size"])
+    x0, noise = fx["x0"], fx["langevin_noise"]
+    n_steps = noise.shape[0]
+    out = []
+    net = _torch_net(weight_set(fx, "score"), dev)
+    a, _ = ts.langevin(net, _t(x0, dev), eps, n_steps, noise=_t(noise, dev))
+    model, v = _jax_net(weight_set(fx, "score"), dev)
+    with jax.default_device(dev.jax):
+        b, _ = js.langevin(Partial(model.apply, v), _j(x0, dev), eps, n_steps, noise=_j(noise, dev))
+    out.append(_diff(f"Langevin {n_steps} steps, score MLP: states", dev, _n(a), _n(b), BOUND_SAMPLER, "abs"))
+
+    target = seed_mixture().convolve(float(fx["sigma"]))
+    a, _ = ts.langevin(tm.mixture_score(target), _t(x0, dev), eps, n_steps, noise=_t(noise, dev))
+    with jax.default_device(dev.jax):
+        b, _ = js.langevin(jm.mixture_score(target), _j(x0, dev), eps, n_steps, noise=_j(noise, dev))
+    ref = _numpy_langevin(target.score, x0, eps, noise.astype(np.float64))
+    out.append(_diff(f"Langevin {n_steps} steps, exact score: states", dev, _n(a), _n(b), BOUND_SAMPLER, "abs"))
+    out.append(_diff(f"Langevin {n_steps} steps, exact score: torch vs numpy float64", dev, _n(a), ref, BOUND_SAMPLER, "abs"))
+    out.append(_diff(f"Langevin {n_steps} steps, exact score: jax vs numpy float64", dev, _n(b), ref, BOUND_SAMPLER, "abs"))
+    return out
+
+
+def annealed_langevin(fx: Fixtures, dev: Device) -> list[Result]:
+    """Annealed Langevin (5 levels × 100 steps, ε = 1e-3, final denoising step) with the
+    noise-conditional fixture MLP and the fixture start and noise."""
+    sigmas, eps = fx["ncsn_sigmas"], float(fx["annealed_step_size"])
+    x0, noise = fx["annealed_x0"], fx["annealed_noise"]
+    n_levels, n_each = noise.shape[:2]
+    net = _torch_net(weight_set(fx, "cond"), dev)
+    a, _ = ts.annealed_langevin(net, _t(x0, dev), _t(sigmas, dev), eps, n_each, noise=_t(noise, dev), denoise=True)
+    model, v = _jax_net(weight_set(fx, "cond"), dev)
+    with jax.default_device(dev.jax):
+        b, _ = js.annealed_langevin(Partial(model.apply, v), _j(x0, dev), _j(sigmas, dev), eps, n_each,
+                                    noise=_j(noise, dev), denoise=True)
+    label = f"annealed Langevin {n_levels}×{n_each} steps + denoising, conditional MLP: states"
+    return [_diff(label, dev, _n(a), _n(b), BOUND_SAMPLER, "abs")]
+
+
+def exact_score(fx: Fixtures, dev: Device) -> list[Result]:
+    """The exact-score oracle through each framework against dsm_common's float64 numpy oracle:
+    Υ convolved with σ = 3 at 256 points of [−20, 20]² and 16 at radius 100 (log-sum-exp),
+    and the NCSN toy mixture with a different σ per point."""
+    x = np.concatenate([fx["x_eval"], fx["x_far"]])
+    sigma = float(fx["sigma"])
+    mix = seed_mixture()
+    ref = mix.convolve(sigma).score(x.astype(np.float64))
+    a = tm.mixture_score(mix)(_t(x, dev), sigma)
+    with jax.default_device(dev.jax):
+        b = jm.mixture_score(mix)(_j(x, dev), sigma)
+    out = [
+        _diff("exact score of Υ_σ: torch vs numpy float64", dev, _n(a), ref, BOUND_REL, "rel"),
+        _diff("exact score of Υ_σ: jax vs numpy float64", dev, _n(b), ref, BOUND_REL, "rel"),
+        _diff("exact score of Υ_σ: torch vs jax", dev, _n(a), _n(b), BOUND_REL, "rel"),
+    ]
+    toy, xs, ss = ncsn_toy_mixture(), fx["x_eval"], fx["sigma_eval"]
+    ref = np.concatenate([toy.convolve(float(s)).score(xi[None].astype(np.float64)) for xi, s in zip(xs, ss)])
+    a = tm.mixture_score(toy)(_t(xs, dev), _t(ss, dev))
+    with jax.default_device(dev.jax):
+        b = jm.mixture_score(toy)(_j(xs, dev), _j(ss, dev))
+    out += [
+        _diff("exact score, NCSN toy, σ per point: torch vs numpy float64", dev, _n(a), ref, BOUND_REL, "rel"),
+        _diff("exact score, NCSN toy, σ per point: jax vs numpy float64", dev, _n(b), ref, BOUND_REL, "rel"),
+    ]
+    return out
+
+
+COMPARISONS: dict[str, Callable[[Fixtures, Device], list[Result]]] = {
+    "forward": forward,
+    "dsm_loss": dsm_loss,
+    "dsm_gradients": dsm_gradients,
+    "ncsn": ncsn,
+    "sgd_1": partial(sgd_steps, n_steps=1),
+    "sgd_100": partial(sgd_steps, n_steps=100),
+    "jax_training_loop": jax_training_loop,
+    "lightning_trainer": lightning_trainer,
+    "langevin": langevin,
+    "annealed_langevin": annealed_langevin,
+    "exact_score": exact_score,
+}
+
+
+def run_all(fx: Fixtures, dev: Device, names: list[str] | None = None) -> list[Result]:
+    """Every comparison (or those in ``names``) on ``dev``, in the order of COMPARISONS."""
+    out: list[Result] = []
+    for name, fn in COMPARISONS.items():
+        if names is None or name in names:
+            out.extend(fn(fx, dev))
+    return out
