@@ -51,7 +51,7 @@ def test_dsm_loss_hand_case_flax_model_value_and_gradient(reduction):
         return dsm_loss(lambda x: model.apply({"params": params}, x), jnp.asarray(X), SIGMA,
                         noise=jnp.asarray(Z), reduction=reduction)
 
-    value, grads = jax.value_and_grad(loss_fn)(variables["params"])
+    value, grads = jax.jit(jax.value_and_grad(loss_fn))(variables["params"])
 
     x_tilde = X.astype(np.float64) + SIGMA * Z
     r = x_tilde @ kernel + bias + Z / SIGMA  # residuals, by hand: [[0, 0], [0.25, -0.5]]
@@ -114,9 +114,9 @@ def test_mask_gives_exactly_the_short_batch(reduction):
         return dsm_loss(lambda v: model.apply({"params": p}, v), jnp.asarray(x), 3.0, noise=jnp.asarray(z),
                         reduction=reduction, mask=None if m is None else jnp.asarray(m))
 
-    v_short, g_short = jax.value_and_grad(loss)(params, x_short, z_short)
-    v_pad, g_pad = jax.value_and_grad(loss)(params, x_pad, z_pad, mask)
-    v_unmasked = loss(params, x_pad, z_pad)
+    v_short, g_short = jax.jit(jax.value_and_grad(loss))(params, x_short, z_short)
+    v_pad, g_pad = jax.jit(jax.value_and_grad(loss))(params, x_pad, z_pad, mask)
+    v_unmasked = jax.jit(loss)(params, x_pad, z_pad)
     # Masked rows contribute exact zeros; only the order of a float32 sum may differ: 1e-6 relative.
     assert float(v_pad) == pytest.approx(float(v_short), rel=1e-6)
     for a, b in zip(jax.tree_util.tree_leaves(g_pad), jax.tree_util.tree_leaves(g_short)):

@@ -58,35 +58,30 @@ def test_epoch_batches_cover_every_point_once_with_a_masked_short_batch():
     np.testing.assert_array_equal(np.asarray(idx0)[mask], np.arange(300))  # no key: data order
 
 
-def test_train_chunk_compiled_once_per_run_shape(tmp_path):
-    """12 epochs in 4 chunks of 3: one compilation of the chunk; 38 SGD steps an epoch."""
-    dm = DSMDataModule("seed_mixture", batch_size=8)
-    module = DSMModule(**SMALL)
-    trainer = Trainer(max_epochs=12, default_root_dir=str(tmp_path), enable_progress_bar=False, epochs_per_chunk=3)
-    state = trainer.fit(module, dm, seed=0)
+def test_train_chunk_compiled_once_with_default_chunking(tmp_path):
+    """Default chunking (epochs_per_chunk=None) cuts 20 epochs into equal chunks: one compilation
+    of the chunk for the whole run, and 38 SGD steps an epoch (300 points, batch 8)."""
+    trainer = Trainer(max_epochs=20, default_root_dir=str(tmp_path), enable_progress_bar=True)
+    state = trainer.fit(DSMModule(**SMALL), DSMDataModule("seed_mixture", batch_size=8), seed=0)
     assert trainer.train_chunk._cache_size() == 1
-    assert int(state.step) == 12 * 38
-    assert trainer.current_epoch == 12 and len(trainer.loss_history) == 12
+    assert int(state.step) == 20 * 38
+    assert trainer.current_epoch == 20 and len(trainer.loss_history) == 20
     assert all(np.isfinite(trainer.loss_history))
 
-    # Default chunking (None) also gives equal chunks, hence one compilation.
-    trainer2 = Trainer(max_epochs=40, default_root_dir=str(tmp_path / "b"), enable_progress_bar=True)
-    trainer2.fit(DSMModule(**SMALL), dm, seed=0)
-    assert trainer2.train_chunk._cache_size() == 1
-    assert trainer2.current_epoch == 40
 
-
-def test_resume_in_process_is_exact(tmp_path):
-    """max_epochs=k, then resume to N from checkpoints/last.msgpack == N epochs in one go."""
+def test_resume_in_process_is_exact_and_compiled_once(tmp_path):
+    """max_epochs=k, then resume to N from checkpoints/last.msgpack == N epochs in one go. Each run
+    (8, 3 and 5 chunks of 3 epochs) compiles its training chunk once: no retracing per chunk."""
     dm = DSMDataModule("seed_mixture", batch_size=8)
     n, k, chunk = 24, 9, 3
 
     full = Trainer(max_epochs=n, default_root_dir=str(tmp_path / "full"), enable_progress_bar=False, epochs_per_chunk=chunk)
     state_full = full.fit(DSMModule(**SMALL), dm, seed=5)
+    assert full.train_chunk._cache_size() == 1
 
     part = Trainer(max_epochs=k, default_root_dir=str(tmp_path / "part"), enable_progress_bar=False, epochs_per_chunk=chunk)
     state_k = part.fit(DSMModule(**SMALL), dm, seed=5)
-    assert part.checkpoint_path.is_file()
+    assert part.checkpoint_path.is_file() and part.train_chunk._cache_size() == 1
     resumed = Trainer(max_epochs=n, default_root_dir=str(tmp_path / "part"), enable_progress_bar=False, epochs_per_chunk=chunk)
     state_res = resumed.fit(DSMModule(**SMALL), dm, seed=5, ckpt_path="last")
     assert resumed.train_chunk._cache_size() == 1  # restored numpy leaves do not force a second compilation
@@ -109,7 +104,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
     t0 = time.monotonic()
     while not path.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"training ended before its first checkpoint: {proc.communicate()}")
+            raise AssertionError(f"training ended before its first checkpoint: {proc.communicate()[1][-2000:]}")
         if time.monotonic() - t0 > timeout:
             proc.kill()
             raise AssertionError("no checkpoint appeared")
@@ -117,9 +112,12 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
 
 
 def test_resume_after_sigkill_is_exact(tmp_path):
-    """Kill ``dsm-jax train`` with SIGKILL as soon as its first checkpoint exists, resume it with
-    ``--ckpt_path last``: the final parameters and loss history equal an uninterrupted run's."""
-    n, chunk = 200, 10
+    """Kill ``dsm-jax train`` (a subprocess) with SIGKILL as soon as its first checkpoint exists,
+    resume it with ``--ckpt_path last`` (in this process, through the same ``main``): the final
+    parameters and loss history equal an uninterrupted run's, bit for bit."""
+    from jax_dsm.cli import main
+
+    n, chunk = 200, 5  # 40 chunks: the kill lands long before the end, even on a loaded machine
     run = tmp_path / "run"
     args = [
         sys.executable, "-m", "jax_dsm.cli", "train", "--config", str(REPO / "configs" / "seed.yaml"),
@@ -128,7 +126,8 @@ def test_resume_after_sigkill_is_exact(tmp_path):
         "--model.sampler.n_chains=10", "--model.sampler.n_steps=20", "--model.sampler.trajectory_steps=0",
     ]
     ckpt = run / "checkpoints" / "last.msgpack"
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         _wait_for(ckpt, proc, timeout=120)
         os.kill(proc.pid, signal.SIGKILL)
@@ -141,8 +140,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert 0 < killed_at < n and killed_at % chunk == 0, killed_at
     assert not (run / "weights.safetensors").exists()  # it never finished
 
-    done = subprocess.run(args + ["--ckpt_path=last"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    main(args[3:] + ["--ckpt_path=last"])  # args[3:]: "train" and its options
     payload = serialization.msgpack_restore(ckpt.read_bytes())
     assert int(payload["epoch"]) == n
     metrics = json.loads((run / "metrics.json").read_text())
