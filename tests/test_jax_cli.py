@@ -27,7 +27,15 @@ from jax_dsm.sampling import chunk_length
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "seed.yaml")
 OLD_FAITHFUL = REPO / "dsm_common" / "data" / "old_faithful.csv"
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "JAX_DEFAULT_MATMUL_PRECISION": "highest"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _full_float32_matmuls():
+    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (SPEC §6), about
+    1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
+    with jax.default_matmul_precision("highest"):
+        yield
 
 N_CHAINS, N_STEPS, EPS = 100, 50, 0.01  # the run's sampler: seed config's chains and ε, 50 steps
 TINY = [

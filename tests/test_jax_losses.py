@@ -25,6 +25,14 @@ Z = np.array([[1.0, -1.0], [0.5, 0.0]], np.float32)
 SIGMA = 2.0
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _full_float32_matmuls():
+    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (SPEC §6), about
+    1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 def _linear_variables(kernel, bias):
     """Flax variables of ScoreMLP(hidden_dims=()), which is one Dense layer: s(x) = x K + b."""
     return {"params": {"dense_0": {"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.asarray(bias, jnp.float32)}}}

@@ -24,6 +24,14 @@ from jax_dsm.models import ScoreMLP
 from jax_dsm.sampling import annealed_langevin, chunk_length, langevin
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _full_float32_matmuls():
+    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (SPEC §6), about
+    1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 def numpy_mlp(params: dict, x: np.ndarray) -> np.ndarray:
     """float64 forward of a Flax ScoreMLP (unconditional) from its parameters."""
     n = len(params)

@@ -33,6 +33,14 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(hidden_dims=[32, 32], lr=1e-4)  # small model, larger lr so that epochs visibly differ
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _full_float32_matmuls():
+    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (SPEC §6), about
+    1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 def _leaves(tree):
     return [np.asarray(v) for v in jax.tree_util.tree_leaves(tree)]
 
@@ -126,7 +134,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
         "--model.sampler.n_chains=10", "--model.sampler.n_steps=20", "--model.sampler.trajectory_steps=0",
     ]
     ckpt = run / "checkpoints" / "last.msgpack"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "JAX_DEFAULT_MATMUL_PRECISION": "highest"}  # as in this process
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         _wait_for(ckpt, proc, timeout=120)
