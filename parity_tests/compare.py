@@ -350,10 +350,10 @@ def lightning_trainer(fx: Fixtures, dev: Device) -> list[Result]:
         dm = DSMDataModule(dataset=str(path), batch_size=8, standardize=False, shuffle=False)
         module = tmod.DSMModule(hidden_dims=[256, 256], sigma=sigma, lr=lr, reduction="sum")
         tw.from_canonical(p0, module.model)
-        trainer = L.Trainer(max_epochs=1, accelerator=dev.lightning_accelerator, devices=1, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            default_root_dir=tmp)
         with quiet_lightning(), mock.patch.object(tmod, "dsm_loss", fixed_noise_loss):
+            trainer = L.Trainer(max_epochs=1, accelerator=dev.lightning_accelerator, devices=1, logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                default_root_dir=tmp)
             trainer.fit(module, dm)
     a = tw.to_canonical(module.model)
     if len(seen) != 100 or not np.array_equal(np.concatenate(seen), points):

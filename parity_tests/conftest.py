@@ -25,15 +25,22 @@ DEVICE_PARAMS = [
 ]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _parity_session():
-    """Full float32 on both sides and one torch thread (see ``devices.set_torch_threads``)."""
-    set_full_float32()
-    previous = set_torch_threads()
-    yield
+@pytest.fixture(scope="package", autouse=True)
+def _parity_settings():
+    """Full float32 on both sides and one torch thread (``devices.set_torch_threads``) while the
+    parity tests run; the previous settings are restored for whatever runs after them."""
+    import jax
     import torch
 
-    torch.set_num_threads(previous)
+    saved = (jax.config.jax_default_matmul_precision, torch.backends.cuda.matmul.allow_tf32,
+             torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    set_full_float32()
+    threads = set_torch_threads()
+    yield
+    torch.set_num_threads(threads)
+    jax.config.update("jax_default_matmul_precision", saved[0])
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1], saved[2]
+    torch.set_float32_matmul_precision(saved[3])
 
 
 @pytest.fixture(params=DEVICE_PARAMS)

@@ -52,10 +52,10 @@ def train_lightning(init: dict, seed: int, epochs: int, dev: Device, root: Path,
     dm = DSMDataModule(dataset="seed_mixture", batch_size=8, seed=0, shuffle=True)
     module = DSMModule(hidden_dims=[256, 256], sigma=3.0, lr=lr, reduction="sum")
     tw.from_canonical(init, module.model)
-    trainer = L.Trainer(max_epochs=epochs, accelerator=dev.lightning_accelerator, devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=str(root))
     with quiet_lightning():
+        trainer = L.Trainer(max_epochs=epochs, accelerator=dev.lightning_accelerator, devices=1, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            default_root_dir=str(root))
         trainer.fit(module, dm)
     return TrainRun("torch", seed, tw.to_canonical(module.model.cpu()), np.asarray(module.loss_history))
 

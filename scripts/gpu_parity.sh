@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The GPU part of the parity suite: every device-parametrised parity test on "cuda" (value,
+# distribution and training parity; full float32, TF32 off on both sides, asserted), then the
+# parity table for the GPU. Sized to finish in under five minutes on one GPU (the slow cases
+# are left out). Exits 0 with a message, running nothing, where torch and JAX do not both
+# see a CUDA GPU. Extra arguments go to pytest.
+#
+#   scripts/gpu_parity.sh            # tests, then the table
+#   PYTHON=/path/to/python scripts/gpu_parity.sh -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python}"
+
+if ! "$PYTHON" -c 'import sys; from parity_tests.devices import gpu_available; sys.exit(0 if gpu_available() else 1)'; then
+    echo "gpu_parity: no CUDA GPU seen by both torch and JAX (torch.cuda.is_available() and jax.devices('gpu')); skipped."
+    exit 0
+fi
+
+status=0
+"$PYTHON" -m pytest parity_tests -m "gpu and not slow" -q -p no:cacheprovider "$@" || status=$?
+echo
+"$PYTHON" scripts/parity_report.py --device cuda || status=$?
+exit "$status"
