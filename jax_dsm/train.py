@@ -156,6 +156,7 @@ class Trainer:
         self.current_epoch = 0
         self.loss_history: list[float] = []
         self.train_chunk = None  # the compiled loop of the last fit (inspectable in tests)
+        self._chunk: int | None = None  # epochs per chunk of the current fit (kept in checkpoints)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -168,6 +169,7 @@ class Trainer:
             "epoch": self.current_epoch,
             "loss_history": np.asarray(self.loss_history, np.float64),
             "sigmas": np.asarray(sigmas, np.float64),
+            "epochs_per_chunk": self._chunk,
         }
         path = self.checkpoint_path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +189,7 @@ class Trainer:
             raise DSMInputError(f"{path}: not a checkpoint of this model ({err})") from None
         self.current_epoch = int(payload["epoch"])
         self.loss_history = [float(v) for v in np.atleast_1d(payload["loss_history"])]
+        self._chunk = int(payload["epochs_per_chunk"]) if "epochs_per_chunk" in payload else None
         return state, jnp.asarray(payload["key"]), np.asarray(payload["sigmas"])
 
     def fit(self, module: DSMModule, datamodule: DSMDataModule, seed: int = 0, ckpt_path: str | None = None) -> TrainState:
@@ -198,11 +201,14 @@ class Trainer:
         module.setup(datamodule.data)
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
         state = module.init_state(init_key)
-        self.current_epoch, self.loss_history = 0, []
+        self.current_epoch, self.loss_history, self._chunk = 0, [], None
         if ckpt_path is not None:
             state, key, module.sigmas = self._restore(ckpt_path, state)
         remaining = self.max_epochs - self.current_epoch
-        chunk = self.epochs_per_chunk or chunk_length(max(remaining, 1), 0, 20)
+        # A resumed run keeps the interrupted run's chunks (chunk keys follow them), so it ends
+        # exactly where the uninterrupted run would.
+        chunk = self.epochs_per_chunk or self._chunk or chunk_length(max(remaining, 1), 0, 20)
+        self._chunk = chunk
         self.train_chunk = make_train_chunk(module, len(datamodule.data), datamodule.batch_size,
                                             datamodule.hparams["shuffle"])
         sigmas = jnp.asarray(module.sigmas, jnp.float32)

@@ -102,6 +102,39 @@ def test_resume_in_process_is_exact_and_compiled_once(tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(_leaves(state_k.params), _leaves(state_res.params)))
 
 
+class _Interrupted(Exception):
+    pass
+
+
+def test_resume_with_default_chunking_is_exact(tmp_path, monkeypatch):
+    """The default run (epochs_per_chunk=None): 40 epochs cut into 20 chunks of 2. Interrupted
+    right after the checkpoint of epoch 10 and resumed with the same command, it must continue
+    with the same chunks (hence the same keys) and end exactly where the uninterrupted run ends."""
+    dm = DSMDataModule("seed_mixture", batch_size=8)
+    n = 40
+    full = Trainer(max_epochs=n, default_root_dir=str(tmp_path / "full"), enable_progress_bar=False)
+    state_full = full.fit(DSMModule(**SMALL), dm, seed=2)
+
+    save = Trainer._save
+
+    def save_then_die(self, *args):
+        save(self, *args)
+        if self.current_epoch >= 10:
+            raise _Interrupted  # as if killed right after the checkpoint was written
+
+    monkeypatch.setattr(Trainer, "_save", save_then_die)
+    interrupted = Trainer(max_epochs=n, default_root_dir=str(tmp_path / "run"), enable_progress_bar=False)
+    with pytest.raises(_Interrupted):
+        interrupted.fit(DSMModule(**SMALL), dm, seed=2)
+    monkeypatch.setattr(Trainer, "_save", save)
+    assert interrupted.current_epoch == 10
+
+    resumed = Trainer(max_epochs=n, default_root_dir=str(tmp_path / "run"), enable_progress_bar=False)
+    state_res = resumed.fit(DSMModule(**SMALL), dm, seed=2, ckpt_path="last")
+    assert resumed.loss_history == full.loss_history
+    _assert_trees_identical(state_res.params, state_full.params)
+
+
 def test_resume_from_missing_checkpoint_is_an_input_error(tmp_path):
     trainer = Trainer(max_epochs=2, default_root_dir=str(tmp_path), enable_progress_bar=False)
     with pytest.raises(DSMInputError, match="checkpoint not found"):
