@@ -66,17 +66,6 @@ def test_epoch_batches_cover_every_point_once_with_a_masked_short_batch():
     np.testing.assert_array_equal(np.asarray(idx0)[mask], np.arange(300))  # no key: data order
 
 
-def test_train_chunk_compiled_once_with_default_chunking(tmp_path):
-    """Default chunking (epochs_per_chunk=None) cuts 20 epochs into equal chunks: one compilation
-    of the chunk for the whole run, and 38 SGD steps an epoch (300 points, batch 8)."""
-    trainer = Trainer(max_epochs=20, default_root_dir=str(tmp_path), enable_progress_bar=True)
-    state = trainer.fit(DSMModule(**SMALL), DSMDataModule("seed_mixture", batch_size=8), seed=0)
-    assert trainer.train_chunk._cache_size() == 1
-    assert int(state.step) == 20 * 38
-    assert trainer.current_epoch == 20 and len(trainer.loss_history) == 20
-    assert all(np.isfinite(trainer.loss_history))
-
-
 def test_resume_in_process_is_exact_and_compiled_once(tmp_path):
     """max_epochs=k, then resume to N from checkpoints/last.msgpack == N epochs in one go. Each run
     (8, 3 and 5 chunks of 3 epochs) compiles its training chunk once: no retracing per chunk."""
@@ -107,13 +96,17 @@ class _Interrupted(Exception):
 
 
 def test_resume_with_default_chunking_is_exact(tmp_path, monkeypatch):
-    """The default run (epochs_per_chunk=None): 40 epochs cut into 20 chunks of 2. Interrupted
-    right after the checkpoint of epoch 10 and resumed with the same command, it must continue
-    with the same chunks (hence the same keys) and end exactly where the uninterrupted run ends."""
+    """The default run (epochs_per_chunk=None): 40 epochs cut into 20 chunks of 2, compiled once,
+    38 SGD steps an epoch (300 points, batch 8). Interrupted right after the checkpoint of epoch 10
+    and resumed with the same command, it must continue with the same chunks (hence the same
+    keys) and end exactly where the uninterrupted run ends."""
     dm = DSMDataModule("seed_mixture", batch_size=8)
     n = 40
-    full = Trainer(max_epochs=n, default_root_dir=str(tmp_path / "full"), enable_progress_bar=False)
+    full = Trainer(max_epochs=n, default_root_dir=str(tmp_path / "full"), enable_progress_bar=True)
     state_full = full.fit(DSMModule(**SMALL), dm, seed=2)
+    assert full.train_chunk._cache_size() == 1
+    assert int(state_full.step) == n * 38 and len(full.loss_history) == n
+    assert all(np.isfinite(full.loss_history))
 
     save = Trainer._save
 
@@ -131,6 +124,7 @@ def test_resume_with_default_chunking_is_exact(tmp_path, monkeypatch):
 
     resumed = Trainer(max_epochs=n, default_root_dir=str(tmp_path / "run"), enable_progress_bar=False)
     state_res = resumed.fit(DSMModule(**SMALL), dm, seed=2, ckpt_path="last")
+    assert resumed.train_chunk._cache_size() == 1
     assert resumed.loss_history == full.loss_history
     _assert_trees_identical(state_res.params, state_full.params)
 
