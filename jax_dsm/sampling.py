@@ -87,6 +87,18 @@ def langevin(
     """
     if key is None and noise is None:
         raise ValueError("langevin needs a PRNG key or pre-drawn noise")
+    if keep_every and n_steps % keep_every:
+        # keep_every does not divide n_steps: keep over the largest multiple of keep_every, then
+        # run the remaining steps without keeping (the torch sampler's result).
+        n_main = n_steps - n_steps % keep_every
+        k_main, k_rest = (None, None) if key is None else jax.random.split(key)
+        x, kept = jnp.asarray(x0), None
+        if n_main:
+            x, kept = langevin(score_fn, x, step_size, n_main, key=k_main, noise=None if noise is None else noise[:n_main],
+                               keep_every=keep_every, progress=progress)
+        x, _ = langevin(score_fn, x, step_size, n_steps - n_main, key=k_rest,
+                        noise=None if noise is None else noise[n_main:], progress=progress)
+        return x, kept
     score_fn = _as_partial(score_fn)
     x = jnp.asarray(x0)
     step = jnp.asarray(step_size, x.dtype)

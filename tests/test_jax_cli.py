@@ -176,7 +176,9 @@ def test_train_csv_file_with_chosen_columns(tmp_path):
     path = tmp_path / "points.csv"
     np.savetxt(path, cols, delimiter=",", header="u,v,w", comments="", fmt="%.6f")
     run = tmp_path / "run"
-    train(run, f"--data.dataset={path}", "--data.columns=[w,u]")
+    # A trajectory whose keep_every does not divide its steps (250 steps, a state every 100).
+    train(run, f"--data.dataset={path}", "--data.columns=[w,u]", "--model.sampler.trajectory_steps=250",
+          "--model.sampler.trajectory_keep_every=100")
     metrics = check_run_files(run, N_CHAINS, str(path), 2)
     assert metrics["steps"] == 2 * 8
     assert metrics["fisher_divergence"] is None and metrics["mode_weights"] is None  # no exact score for a file

@@ -101,6 +101,30 @@ def test_langevin_mlp_score_with_keep_every(mlp):
     np.testing.assert_array_equal(np.asarray(kept[-1]), np.asarray(x))  # the last kept state is the final one
 
 
+@pytest.mark.parametrize("progress", [False, True])
+def test_langevin_keep_every_not_dividing_n_steps(mlp, progress):
+    """25 steps keeping every 10th: the states after steps 10 and 20 are kept and the final state
+    is after step 25 (as the torch sampler and the numpy recursion do), with injected noise and
+    with a key (n_steps // keep_every = 2 kept states either way)."""
+    model, variables = mlp
+    rng = np.random.default_rng(9)
+    x0 = rng.standard_normal((4, 2)).astype(np.float32)
+    noise = rng.standard_normal((25, 4, 2)).astype(np.float32)
+    fn = Partial(model.apply, variables)
+    x, kept = langevin(fn, jnp.asarray(x0), 0.01, 25, noise=jnp.asarray(noise), keep_every=10, progress=progress)
+    ref, ref_kept = numpy_langevin(lambda x: numpy_mlp(variables["params"], x), x0, 0.01, noise, 10)
+    assert kept.shape == (2, 4, 2)
+    np.testing.assert_allclose(np.asarray(kept), ref_kept, rtol=0, atol=1e-5)  # float32, 25 steps
+    np.testing.assert_allclose(np.asarray(x), ref, rtol=0, atol=1e-5)
+    xk, kept_k = langevin(fn, jnp.asarray(x0), 0.01, 25, key=jax.random.PRNGKey(0), keep_every=10, progress=progress)
+    assert kept_k.shape == (2, 4, 2) and np.all(np.isfinite(np.asarray(xk)))
+    # Fewer steps than keep_every: nothing to keep, the final state still moves.
+    x7, kept7 = langevin(fn, jnp.asarray(x0), 0.01, 7, noise=jnp.asarray(noise[:7]), keep_every=10, progress=progress)
+    ref7, _ = numpy_langevin(lambda x: numpy_mlp(variables["params"], x), x0, 0.01, noise[:7])
+    assert kept7 is None
+    np.testing.assert_allclose(np.asarray(x7), ref7, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("keep_every", [0, 10])
 def test_langevin_chunked_equals_one_chunk(mlp, keep_every):
     """progress=True cuts the run into equal compiled chunks; with the same injected noise the
