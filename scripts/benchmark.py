@@ -1,0 +1,679 @@
+"""Speed of the reference recipe (SPEC §1) in every way this project offers, side by side.
+
+    python scripts/benchmark.py                        # full recipe, 5 repeats after 1 warm-up
+    python scripts/benchmark.py --scaling --scaling-png scaling.png --out table.md
+    python scripts/benchmark.py --only sample --steps 2000 --repeats 3    # a quick look
+    python scripts/benchmark.py --quick                # tiny sizes (the smoke test runs this)
+
+One invocation, one machine, one process (plus one small process per framework for the memory
+check), CPU only (JAX_PLATFORMS=cpu, Lightning accelerator="cpu"). Following SPEC §7 it prints
+Markdown tables of medians over ``--repeats`` runs after ``--warmup`` untimed runs, ratios to
+the notebook's way measured in the same run, and the fraction of the arithmetic ceiling (MLP
+FLOPs over the float32 matmul rate of numpy, measured here). Every row says whether JAX
+compilation is inside its time; the compile column is measured on its own (trace, lower and
+XLA compile, after ``jax.clear_caches()``).
+
+Rows of the main table (training: ``--epochs`` epochs of batch 8 on the 300-point seed mixture,
+38 steps an epoch, the last of 4 points; sampling: ``--chains`` chains x ``--steps`` steps, eps 0.01):
+
+- notebook's way: a Flax MLP and ``optax.sgd``, one ``jax.jit`` step per batch fed by a torch
+  ``DataLoader(shuffle=True)``, a key split in Python each step; one jitted Langevin step per
+  step, called from Python, every state kept in a list (as the notebook does). Cold: the caches
+  are cleared before each repeat, so its compilation is included, as in a fresh notebook.
+- jax_dsm Trainer.fit: ``jax_dsm.train.Trainer(...).fit(DSMModule(), DSMDataModule())`` as
+  shipped (compiled scans, a checkpoint per chunk), cold (compilation included).
+- jax_dsm compiled loop only: the same ``make_train_chunk`` calls, already compiled, no checkpoints.
+- Lightning, dsm-torch fit defaults: ``lightning.Trainer(**torch_dsm.cli.trainer_defaults())``
+  with its progress bar (its output goes to /dev/null, its cost stays).
+- Lightning, fast settings: ``FAST`` below (Trainer, DSMModule and DSMDataModule kwargs), each
+  part replaced by ``torch_dsm.cli.FAST_TRAINER`` / ``FAST_MODULE`` / ``FAST_DATA`` where defined.
+- plain torch loop: randperm each epoch, index batches of 8, ``torch_dsm.losses.dsm_loss``, SGD.
+- jax_dsm langevin cold / warm: ``jax_dsm.sampling.langevin`` with and without compilation.
+- torch_dsm langevin: ``torch_dsm.sampling.langevin``, eager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ["JAX_PLATFORMS"] = "cpu"  # CPU benchmark: set before jax is imported
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import lightning
+import numpy as np
+import optax
+import torch
+from flax.training.train_state import TrainState
+from jax.tree_util import Partial
+from torch.utils.data import DataLoader, TensorDataset
+
+import jax_dsm.sampling
+import torch_dsm.cli
+from dsm_common.datasets import load_dataset
+from jax_dsm.data import DSMDataModule as JaxDataModule
+from jax_dsm.models import ScoreMLP as JaxScoreMLP
+from jax_dsm.sampling import chunk_length
+from jax_dsm.sampling import langevin as jax_langevin
+from jax_dsm.train import DSMModule as JaxDSMModule
+from jax_dsm.train import Trainer as JaxTrainer
+from jax_dsm.train import make_train_chunk
+from torch_dsm.data import DSMDataModule as TorchDataModule
+from torch_dsm.losses import dsm_loss as torch_dsm_loss
+from torch_dsm.models import ScoreMLP as TorchScoreMLP
+from torch_dsm.module import DSMModule as TorchDSMModule
+from torch_dsm.sampling import langevin as torch_langevin
+
+# The reference recipe (SPEC §1).
+SIGMA, LR, BATCH, HIDDEN, EPS = 3.0, 1e-5, 8, (256, 256), 0.01
+NOTEBOOK_SECONDS = {"train": 12.5, "sample": 2.7}  # SPEC §1: the unchanged notebook, 2-core CPU
+
+# The Lightning settings recommended for speed, in one place: kwargs of the Trainer, of DSMModule
+# and of DSMDataModule. Each is replaced by torch_dsm.cli.FAST_TRAINER / FAST_MODULE / FAST_DATA
+# when torch_dsm defines that name.
+FAST = {
+    "TRAINER": {
+        "logger": False,
+        "enable_model_summary": False,
+        "enable_progress_bar": False,
+        "enable_checkpointing": False,
+        "callbacks": [],
+    },
+    "MODULE": {},
+    "DATA": {},
+}
+
+
+def fast_settings() -> tuple[dict, dict, dict, str]:
+    """(Trainer, DSMModule, DSMDataModule kwargs, where they come from) for the fast Lightning row."""
+    found = {k: getattr(torch_dsm.cli, f"FAST_{k}") for k in FAST if hasattr(torch_dsm.cli, f"FAST_{k}")}
+    source = ", ".join(f"torch_dsm.cli.FAST_{k}" for k in found) or "scripts/benchmark.py"
+    kwargs = {**FAST, **found}
+    # deepcopy: fresh callback objects for every Trainer
+    return copy.deepcopy(dict(kwargs["TRAINER"])), dict(kwargs["MODULE"]), dict(kwargs["DATA"]), source
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def timeit(fn, repeats: int, warmup: int, setup=None) -> float:
+    """Median wall time (s) of ``fn()`` over ``repeats`` calls after ``warmup`` untimed calls.
+
+    ``setup()`` runs, untimed, before every call; ``fn`` must wait for its results itself.
+    """
+    times = []
+    for i in range(warmup + repeats):
+        if setup is not None:
+            setup()
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(dt)
+    return statistics.median(times)
+
+
+def mlp_flops(hidden=HIDDEN, dim: int = 2) -> int:
+    """Multiply-adds x 2 of one forward pass of the score MLP on one point (biases, ReLU ignored)."""
+    widths = [dim, *hidden, dim]
+    return 2 * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def train_flops(points: int, hidden=HIDDEN) -> float:
+    """A training step on ``points`` points: forward + backward ≈ 3 forward passes."""
+    return 3.0 * mlp_flops(hidden) * points
+
+
+def peak_gflops(n: int, repeats: int) -> float:
+    """float32 matmul rate of numpy on this machine (its BLAS, all its threads)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    return 2 * n**3 / timeit(lambda: a @ b, repeats, warmup=1) / 1e9
+
+
+def clear_jax_caches() -> None:
+    """Forget every compiled JAX function: the next call compiles as in a fresh process."""
+    jax.clear_caches()
+
+
+def time_compile(lower) -> float:
+    """Seconds to trace, lower and compile, from empty caches: ``lower()`` returns a ``Lowered``."""
+    clear_jax_caches()
+    t0 = time.perf_counter()
+    lower().compile()
+    return time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def silenced():
+    """Send stdout/stderr (Lightning's progress bar and messages) to /dev/null; the cost stays."""
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+
+
+@dataclass
+class Row:
+    task: str  # "train" or "sample"
+    method: str
+    compile: str  # "included", "excluded" or "eager" (torch: nothing to compile)
+    total_s: float  # median
+    compile_s: float | None  # measured on its own
+    steps: int  # optimiser steps, or Langevin steps
+    flops: float  # useful arithmetic of the whole run
+
+
+# ----------------------------------------------------------------------------- the notebook's way
+
+
+class NotebookMLP(nn.Module):
+    """The notebook's score network: 2 → 256 → ReLU → 256 → ReLU → 2."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Dense(256)(x))
+        x = nn.relu(nn.Dense(256)(x))
+        return nn.Dense(2)(x)
+
+
+@jax.jit
+def notebook_train_step(state: TrainState, x, key):
+    """One SGD step on a batch; DSM loss summed over the batch, noise per point and coordinate."""
+
+    def loss_fn(params):
+        z = jax.random.normal(key, x.shape)
+        return jnp.sum((state.apply_fn({"params": params}, x + SIGMA * z) + z / SIGMA) ** 2)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    return state.apply_gradients(grads=grads), loss
+
+
+@jax.jit
+def notebook_langevin_step(params, x, key):
+    z = jax.random.normal(key, x.shape)
+    return x + 0.5 * EPS * NotebookMLP().apply(params, x) + jnp.sqrt(EPS) * z
+
+
+def notebook_state(seed: int = 0) -> TrainState:
+    model = NotebookMLP()
+    params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 2)))["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(LR))
+
+
+def notebook_train(points: np.ndarray, epochs: int, seed: int = 0) -> None:
+    key = jax.random.PRNGKey(seed + 1)
+    state = notebook_state(seed)
+    loader = DataLoader(TensorDataset(torch.from_numpy(points)), batch_size=BATCH, shuffle=True)
+    history = []
+    for _ in range(epochs):
+        losses = []
+        for (xb,) in loader:
+            key, sub = jax.random.split(key)
+            state, loss = notebook_train_step(state, jnp.asarray(xb.numpy()), sub)
+            losses.append(loss)
+        history.append(float(np.mean(jax.device_get(losses))))  # the epoch's loss, for a plot
+    jax.block_until_ready(state.params)
+
+
+def notebook_train_compile_s(points: np.ndarray) -> float:
+    """Both shapes the notebook compiles: full batches of 8 and the short last batch."""
+    state, key = notebook_state(), jax.random.PRNGKey(0)
+    shapes = sorted({BATCH, len(points) % BATCH} - {0}, reverse=True)
+    return time_compile(lambda: notebook_train_step.lower(state, jnp.zeros((shapes[0], 2)), key)) + sum(
+        time_compile(lambda s=s: notebook_train_step.lower(state, jnp.zeros((s, 2)), key)) for s in shapes[1:]
+    )
+
+
+def notebook_sample(params, x0: np.ndarray, steps: int, seed: int = 0) -> None:
+    key, x = jax.random.PRNGKey(seed), jnp.asarray(x0)
+    states = []  # the notebook keeps every state
+    for _ in range(steps):
+        key, sub = jax.random.split(key)
+        x = notebook_langevin_step(params, x, sub)
+        states.append(x)
+    jax.block_until_ready(x)
+
+
+# ----------------------------------------------------------------------------- jax_dsm
+
+
+def jax_dsm_fit(epochs: int, workdir: str) -> None:
+    trainer = JaxTrainer(max_epochs=epochs, enable_progress_bar=False, default_root_dir=tempfile.mkdtemp(dir=workdir))
+    state = trainer.fit(JaxDSMModule(), JaxDataModule())
+    jax.block_until_ready(state.params)
+
+
+def jax_dsm_loop(epochs: int, batch: int = BATCH, hidden=HIDDEN, n_points: int | None = None):
+    """``(run, lower, steps)``: the compiled training loop of ``Trainer.fit`` (same chunks), no
+    checkpoints; ``run()`` trains from the same initial state each call."""
+    module, data = JaxDSMModule(hidden_dims=list(hidden)), JaxDataModule(batch_size=batch, n_points=n_points)
+    module.setup(data.data)
+    init_key, key = jax.random.split(jax.random.PRNGKey(0))
+    state0 = module.init_state(init_key)
+    sigmas = jnp.asarray(module.sigmas, jnp.float32)
+    chunk = chunk_length(epochs, 0, 20)  # as Trainer.fit picks it
+    train_chunk = make_train_chunk(module, len(data.data), batch, True)
+
+    def run():
+        state, k = state0, key
+        for _ in range(epochs // chunk):
+            k, sub = jax.random.split(k)
+            state, losses = train_chunk(state, sub, data.points, sigmas, chunk)
+            np.asarray(losses)  # Trainer.fit reads the losses of each chunk
+        jax.block_until_ready(state.params)
+
+    def lower():
+        return train_chunk.lower(state0, key, data.points, sigmas, n_epochs=chunk)
+
+    return run, lower, epochs * data.steps_per_epoch
+
+
+def jax_sampler(hidden=HIDDEN):
+    model = JaxScoreMLP(tuple(hidden))
+    return Partial(model.apply, model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2))))
+
+
+def jax_dsm_sample(score, x0, steps: int, keep_every: int = 0):
+    x, kept = jax_langevin(score, x0, EPS, steps, key=jax.random.PRNGKey(1), keep_every=keep_every)
+    return jax.block_until_ready((x, kept))
+
+
+def jax_dsm_sample_compile_s(score, x0, steps: int) -> float | None:
+    """Compile time of the scan ``langevin`` runs (a private function of jax_dsm.sampling);
+    None when it cannot be reached, and the caller falls back on cold minus warm."""
+    scan = getattr(jax_dsm.sampling, "_langevin_scan", None)
+    try:
+        return time_compile(lambda: scan.lower(score, x0, jnp.asarray(EPS, x0.dtype), steps, 0, key=jax.random.PRNGKey(1)))
+    except (AttributeError, TypeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- torch
+
+
+def lightning_fit(epochs: int, workdir: str, trainer_kwargs: dict, module_kwargs: dict, data_kwargs: dict) -> None:
+    kwargs = {**trainer_kwargs, "max_epochs": epochs, "default_root_dir": tempfile.mkdtemp(dir=workdir)}
+    kwargs.setdefault("accelerator", "cpu")
+    with silenced():
+        trainer = lightning.Trainer(**kwargs)
+        trainer.fit(TorchDSMModule(**module_kwargs), TorchDataModule(**data_kwargs))
+
+
+def plain_torch_train(points: torch.Tensor, epochs: int, batch: int = BATCH, hidden=HIDDEN, seed: int = 0) -> None:
+    torch.manual_seed(seed)
+    model = TorchScoreMLP(hidden)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    n, history = len(points), []
+    for _ in range(epochs):
+        perm, total = torch.randperm(n), torch.zeros(())
+        for i in range(0, n, batch):
+            loss = torch_dsm_loss(model, points[perm[i : i + batch]], SIGMA)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        history.append(total.item() / math.ceil(n / batch))  # the epoch's loss, as DSMModule logs it
+
+
+def torch_sampler(hidden=HIDDEN):
+    torch.manual_seed(0)
+    return TorchScoreMLP(hidden).eval()
+
+
+def torch_dsm_sample(model, x0: torch.Tensor, steps: int, keep_every: int = 0):
+    return torch_langevin(model, x0, EPS, steps, keep_every=keep_every, generator=torch.Generator().manual_seed(1))
+
+
+# ----------------------------------------------------------------------------- the main table
+
+
+def bench_train(args, workdir: str) -> list[Row]:
+    points_np = load_dataset("seed_mixture").points  # (300, 2) float32
+    steps = args.epochs * math.ceil(len(points_np) / BATCH)
+    flops = args.epochs * train_flops(len(points_np))
+    r, w, rows = args.repeats, args.warmup, []
+
+    def row(method, compile, total, compile_s=None):
+        rows.append(Row("train", method, compile, total, compile_s, steps, flops))
+        log(f"  train  {method:<45} {total:8.3f} s" + ("" if compile_s is None else f"  (compile {compile_s:.3f} s)"))
+
+    row("notebook's way (jit step per batch, torch DataLoader)", "included",
+        timeit(lambda: notebook_train(points_np, args.epochs), r, w, setup=clear_jax_caches),
+        notebook_train_compile_s(points_np))
+
+    run, lower, _ = jax_dsm_loop(args.epochs)
+    row("jax_dsm Trainer.fit", "included",
+        timeit(lambda: jax_dsm_fit(args.epochs, workdir), r, w, setup=clear_jax_caches), time_compile(lower))
+    row("jax_dsm compiled loop only", "excluded", timeit(run, r, max(w, 1)))
+
+    row("Lightning, dsm-torch fit defaults", "eager",
+        timeit(lambda: lightning_fit(args.epochs, workdir, torch_dsm.cli.trainer_defaults(), {}, {}), r, w))
+    row("Lightning, fast settings", "eager",
+        timeit(lambda: lightning_fit(args.epochs, workdir, *fast_settings()[:3]), r, w))
+
+    points = torch.from_numpy(points_np)
+    row("plain torch loop", "eager", timeit(lambda: plain_torch_train(points, args.epochs), r, w))
+    threads = torch.get_num_threads()
+    if threads > 1:  # does torch's intra-op parallelism help or hurt batch-8 steps on this machine?
+        torch.set_num_threads(1)
+        try:
+            row("plain torch loop, 1 thread", "eager", timeit(lambda: plain_torch_train(points, args.epochs), r, w))
+        finally:
+            torch.set_num_threads(threads)
+    return rows
+
+
+def bench_sample(args) -> list[Row]:
+    x0 = np.random.default_rng(0).standard_normal((args.chains, 2)).astype(np.float32)
+    flops = float(mlp_flops()) * args.chains * args.steps
+    r, w, rows = args.repeats, args.warmup, []
+
+    def row(method, compile, total, compile_s=None):
+        rows.append(Row("sample", method, compile, total, compile_s, args.steps, flops))
+        log(f"  sample {method:<45} {total:8.3f} s" + ("" if compile_s is None else f"  (compile {compile_s:.3f} s)"))
+
+    params = NotebookMLP().init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))
+    xj = jnp.asarray(x0)
+    nb_compile = time_compile(lambda: notebook_langevin_step.lower(params, xj, jax.random.PRNGKey(0)))
+    row("notebook's way (jit step per Langevin step)", "included",
+        timeit(lambda: notebook_sample(params, x0, args.steps), r, w, setup=clear_jax_caches), nb_compile)
+
+    score = jax_sampler()
+    cold = timeit(lambda: jax_dsm_sample(score, xj, args.steps), r, w, setup=clear_jax_caches)
+    warm = timeit(lambda: jax_dsm_sample(score, xj, args.steps), r, max(w, 1))
+    compile_s = jax_dsm_sample_compile_s(score, xj, args.steps)
+    row("jax_dsm langevin, cold", "included", cold, max(cold - warm, 0.0) if compile_s is None else compile_s)
+    row("jax_dsm langevin, warm", "excluded", warm)
+
+    model, xt = torch_sampler(), torch.from_numpy(x0)
+    row("torch_dsm langevin (eager)", "eager", timeit(lambda: torch_dsm_sample(model, xt, args.steps), r, w))
+    return rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+MAIN_HEADER = ["task", "method", "compile", "total s (median)", "compile s", "µs/step", "× notebook", "% of ceiling"]
+
+
+def main_table(rows: list[Row], peak: float) -> str:
+    """Ratios are notebook time / row time for the same task (above 1: faster than the notebook)."""
+    base = {r.task: r.total_s for r in rows if r.method.startswith("notebook")}
+    cells = []
+    for r in rows:
+        cells.append([
+            r.task, r.method, r.compile, f"{r.total_s:.3f}", "—" if r.compile_s is None else f"{r.compile_s:.3f}",
+            f"{r.total_s / r.steps * 1e6:.1f}", f"{base[r.task] / r.total_s:.2f}" if r.task in base else "—",
+            f"{100 * r.flops / r.total_s / (peak * 1e9):.2f}",
+        ])
+    return markdown_table(MAIN_HEADER, cells)
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+MEMORY_HEADER = ["framework", "chains", "steps", "keep_every", "hidden", "returned MB", "all states MB",
+                 "RSS before MB", "peak growth MB", "growth / all states"]
+
+
+def bench_memory(args) -> str:
+    """Each framework in its own process (scripts/bench_memory.py): peak RSS of a sampler run."""
+    keeps = [0] + ([args.mem_steps // 10] if args.mem_steps >= 10 else [])
+    cells = []
+    for framework in ("jax", "torch"):
+        cmd = [sys.executable, str(Path(__file__).with_name("bench_memory.py")), framework, str(args.mem_chains),
+               str(args.mem_steps), str(args.mem_hidden), *map(str, keeps)]
+        # A fixed mmap threshold (32 MiB, glibc's adaptive maximum) turns off the adaptive one:
+        # blocks of 32 MiB and more are always mmapped and given back when freed, so the RSS before
+        # a run holds none of the warm-up's large blocks. (Smaller blocks, e.g. one step's
+        # activations, may be reused from the heap: the growth measures the large allocations.)
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "BENCH_TORCH_THREADS": str(torch.get_num_threads())}
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+        for res in json.loads(out.strip().splitlines()[-1]):
+            mb = 1 / 2**20
+            cells.append([
+                framework, str(res["chains"]), str(res["steps"]), str(res["keep_every"]), str(res["hidden"]),
+                f"{res['returned_bytes'] * mb:.1f}", f"{res['all_states_bytes'] * mb:.1f}",
+                f"{res['rss_before_bytes'] * mb:.1f}", f"{res['peak_growth_bytes'] * mb:.1f}",
+                f"{res['peak_growth_bytes'] / res['all_states_bytes']:.3f}",
+            ])
+            log(f"  memory {framework} keep_every={res['keep_every']}: peak growth {res['peak_growth_bytes'] * mb:.1f} MB"
+                f" (all states {res['all_states_bytes'] * mb:.1f} MB; peak from {res['peak_source']})")
+    return markdown_table(MEMORY_HEADER, cells)
+
+
+# ----------------------------------------------------------------------------- scaling
+
+
+SCALING_HEADER = ["curve", "size", "steps timed", "jax_dsm µs/step", "torch µs/step", "torch / jax",
+                  "jax % of ceiling", "torch % of ceiling"]
+
+
+def bench_scaling(args, peak: float) -> tuple[str, dict]:
+    """Per-step time against chains (sampling), batch size and hidden width (training).
+
+    JAX: the compiled paths (``langevin``; ``make_train_chunk`` as ``Trainer.fit`` runs it),
+    compilation excluded. torch: ``torch_dsm.sampling.langevin``; the plain torch loop.
+    """
+    s = args.scaling_sizes
+    r = args.scaling_repeats
+    curves = {"chains": [], "batch": [], "width": []}  # (size, steps, jax s/step, torch s/step, flops/step)
+
+    def sample_point(n):
+        steps = max(s["min_steps"], s["chain_steps"] // n)
+        x0 = np.random.default_rng(0).standard_normal((n, 2)).astype(np.float32)
+        score, xj = jax_sampler(), jnp.asarray(x0)
+        tj = timeit(lambda: jax_dsm_sample(score, xj, steps), r, 1)
+        model, xt = torch_sampler(), torch.from_numpy(x0)
+        tt = timeit(lambda: torch_dsm_sample(model, xt, steps), r, 0)
+        curves["chains"].append((n, steps, tj / steps, tt / steps, float(mlp_flops()) * n))
+        log(f"  scaling chains={n}: jax {tj / steps * 1e6:.1f} µs/step, torch {tt / steps * 1e6:.1f} µs/step")
+
+    def train_point(curve, size, batch, hidden, n_points):
+        spe = math.ceil((n_points or 300) / batch)
+        epochs = max(1, math.ceil(max(s["min_steps"], s["train_steps"] * BATCH // batch) / spe))
+        run, _, steps = jax_dsm_loop(epochs, batch, hidden, n_points)
+        tj = timeit(run, r, 1)
+        points = torch.from_numpy(load_dataset("seed_mixture", n_points=n_points).points)
+        tt = timeit(lambda: plain_torch_train(points, epochs, batch, hidden), r, 0)
+        flops = epochs * train_flops(len(points), hidden) / steps
+        curves[curve].append((size, steps, tj / steps, tt / steps, flops))
+        log(f"  scaling {curve}={size}: jax {tj / steps * 1e6:.1f} µs/step, torch {tt / steps * 1e6:.1f} µs/step")
+
+    for n in s["chains"]:
+        sample_point(n)
+    for b in s["batch"]:
+        train_point("batch", b, b, HIDDEN, s["batch_points"])
+    for width in s["width"]:
+        train_point("width", width, BATCH, (width, width), None)
+
+    cells = []
+    names = {"chains": "sample: chains", "batch": "train: batch size", "width": "train: hidden width (batch 8)"}
+    for curve, points in curves.items():
+        for size, steps, tj, tt, flops in points:
+            cells.append([names[curve], str(size), str(steps), f"{tj * 1e6:.1f}", f"{tt * 1e6:.1f}", f"{tt / tj:.2f}",
+                          f"{100 * flops / tj / (peak * 1e9):.2f}", f"{100 * flops / tt / (peak * 1e9):.2f}"])
+    return markdown_table(SCALING_HEADER, cells), curves
+
+
+def plot_scaling(curves: dict, peak: float, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    titles = {"chains": ("sampling: chains (hidden 256)", "chains"),
+              "batch": ("training: batch size (hidden 256)", "batch size"),
+              "width": ("training: hidden width (batch 8)", "hidden width")}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, (curve, points) in zip(axes, curves.items()):
+        size = [p[0] for p in points]
+        ax.loglog(size, [p[2] * 1e6 for p in points], "o-", label="jax_dsm (compiled)")
+        ax.loglog(size, [p[3] * 1e6 for p in points], "s-",
+                  label="torch_dsm langevin" if curve == "chains" else "plain torch loop")
+        ax.loglog(size, [p[4] / (peak * 1e9) * 1e6 for p in points], "k--",
+                  label=f"time at the arithmetic ceiling ({peak:.0f} GFLOP/s)")
+        ax.set(title=titles[curve][0], xlabel=titles[curve][1], ylabel="µs per step")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def machine_info(peak: float, args) -> list[str]:
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "?"
+
+    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    trainer, module, data, source = fast_settings()
+    fast = {k: (type(v).__name__ if k == "callbacks" and v else v) for k, v in trainer.items()}
+    return [
+        f"- commit `{git('rev-parse', '--short', 'HEAD')}`{dirty}, {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, {cores} usable cores, "
+        f"load average {os.getloadavg()[0]:.2f} at start",
+        f"- python {platform.python_version()}, numpy {np.__version__}, jax {jax.__version__} ({jax.default_backend()}), "
+        f"flax {flax.__version__}, optax {optax.__version__}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), lightning {lightning.__version__}",
+        f"- ceiling: numpy float32 {args.matmul}×{args.matmul} matmul, {peak:.1f} GFLOP/s (SPEC §7 quotes ≈ 190 "
+        f"for its 2-core CPU); a training step of batch 8 is {train_flops(8) / 1e6:.2f} MFLOP, "
+        f"a sampler step on 100 chains {mlp_flops() * 100 / 1e6:.2f} MFLOP",
+        f"- training: {args.epochs} epochs × 38 steps (batch 8, 300 points); sampling: {args.chains} chains × "
+        f"{args.steps} steps; medians of {args.repeats} after {args.warmup} warm-up",
+        f"- Lightning fast settings (from {source}): Trainer {fast}, DSMModule {module}, DSMDataModule {data}",
+    ]
+
+
+def report(args, peak, rows, memory, scaling) -> str:
+    parts = ["## Benchmark: the reference recipe, every way", "", *machine_info(peak, args), ""]
+    if rows:
+        parts += [main_table(rows, peak), "",
+                  "compile: *included* = JAX caches cleared before every repeat, as in a fresh process; *compile s* = "
+                  "trace + lower + XLA compile of the row's jitted function(s), timed on its own. × notebook = notebook "
+                  "time / row time, same task. % of ceiling = MLP FLOPs / time / the matmul rate above. "
+                  f"SPEC §1's unchanged notebook: train {NOTEBOOK_SECONDS['train']} s, sample "
+                  f"{NOTEBOOK_SECONDS['sample']} s on its 2-core CPU.", ""]
+    if memory:
+        parts += ["### Memory: one sampler run in its own process", "", memory, "",
+                  "peak growth = peak RSS during the run (reset before it) − RSS before it, after an identical "
+                  "warm-up run; all states = what keeping every step would hold (chains × steps × 2 float32).", ""]
+    if scaling:
+        parts += ["### Scaling (compilation excluded)", "", scaling, "",
+                  "jax_dsm: compiled `langevin` and `make_train_chunk` loop; torch: `torch_dsm.sampling.langevin` "
+                  "and the plain torch loop (not Lightning).", ""]
+    return "\n".join(parts)
+
+
+# --quick sets torch to 1 thread: on a loaded 2-core machine torch's 2 intra-op threads made a
+# batch-8 step 10-40x slower (each tiny op waits for a descheduled thread), too slow for a smoke test.
+QUICK = dict(epochs=2, steps=200, chains=100, repeats=1, warmup=0, matmul=512, mem_chains=100_000, mem_steps=20,
+             scaling_repeats=1, torch_threads=1)
+FULL_SCALING = dict(chains=[100, 1_000, 10_000, 100_000], chain_steps=1_000_000, min_steps=20,
+                    batch=[8, 32, 128, 512, 2048, 4096], batch_points=8192, width=[64, 128, 256, 512, 1024],
+                    train_steps=2000)
+QUICK_SCALING = dict(chains=[100, 1_000], chain_steps=20_000, min_steps=10, batch=[8, 64], batch_points=128,
+                     width=[64, 256], train_steps=40)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=1000, help="training epochs (recipe: 1000)")
+    p.add_argument("--steps", type=int, default=10_000, help="Langevin steps (recipe: 10 000)")
+    p.add_argument("--chains", type=int, default=100, help="Langevin chains (recipe: 100)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs before the repeats")
+    p.add_argument("--matmul", type=int, default=2048, help="size of the matmul that measures the ceiling")
+    p.add_argument("--only", nargs="+", choices=["train", "sample", "memory", "scaling"],
+                   help="run only these parts (default: train sample memory, plus scaling with --scaling)")
+    p.add_argument("--scaling", action="store_true", help="also measure the scaling curves")
+    p.add_argument("--scaling-png", help="save the scaling curves to this PNG")
+    p.add_argument("--scaling-repeats", type=int, default=3)
+    p.add_argument("--mem-chains", type=int, default=100_000, help="chains of the memory check")
+    p.add_argument("--mem-steps", type=int, default=1000, help="steps of the memory check")
+    p.add_argument("--mem-hidden", type=int, default=32,
+                   help="hidden width of the memory check (narrow: the per-step working set stays small)")
+    p.add_argument("--torch-threads", type=int,
+                   help="torch.set_num_threads (default: torch's own choice; --quick: 1)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks the script runs")
+    p.add_argument("--out", help="also write the Markdown report to this file")
+    args = p.parse_args(argv)
+    if args.quick:  # tiny sizes unless given explicitly
+        for k, v in QUICK.items():
+            if getattr(args, k) == p.get_default(k):
+                setattr(args, k, v)
+    args.scaling_sizes = QUICK_SCALING if args.quick else FULL_SCALING
+    args.parts = set(args.only or ["train", "sample", "memory"] + (["scaling"] if args.scaling or args.scaling_png else []))
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    for name in ("lightning.pytorch", "lightning.fabric"):  # their INFO lines would go to the terminal
+        logging.getLogger(name).setLevel(logging.WARNING)
+    log(f"measuring the float32 matmul ceiling ({args.matmul}×{args.matmul}) ...")
+    peak = peak_gflops(args.matmul, repeats=3 if args.quick else 5)
+    rows, memory, scaling, t0 = [], None, None, time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dsm-bench-") as workdir:
+        if "train" in args.parts:
+            log("training ...")
+            rows += bench_train(args, workdir)
+        if "sample" in args.parts:
+            log(f"sampling ... ({time.perf_counter() - t0:.0f} s so far)")
+            rows += bench_sample(args)
+    if "memory" in args.parts:
+        log(f"memory ... ({time.perf_counter() - t0:.0f} s so far)")
+        memory = bench_memory(args)
+    if "scaling" in args.parts:
+        log(f"scaling ... ({time.perf_counter() - t0:.0f} s so far)")
+        scaling, curves = bench_scaling(args, peak)
+        if args.scaling_png:
+            plot_scaling(curves, peak, args.scaling_png)
+            log(f"scaling curves: {args.scaling_png}")
+    log(f"done in {time.perf_counter() - t0:.0f} s")
+    text = report(args, peak, rows, memory, scaling)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Smoke test of ``scripts/benchmark.py`` at its smallest size (``--quick``).
+
+It checks that the script runs and that its Markdown tables are well formed: header, separator,
+one row per expected method, numbers where numbers belong, positive ratios. It never asserts a
+time (SPEC §7). The main table runs in CI; memory and scaling (two more processes, more
+compilation) are marked slow.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "benchmark.py"
+
+MAIN_HEADER = ["task", "method", "compile", "total s (median)", "compile s", "µs/step", "× notebook", "% of ceiling"]
+TRAIN_METHODS = {
+    "notebook's way (jit step per batch, torch DataLoader)",
+    "jax_dsm Trainer.fit",
+    "jax_dsm compiled loop only",
+    "Lightning, dsm-torch fit defaults",
+    "Lightning, fast settings",
+    "plain torch loop",
+}
+OPTIONAL_TRAIN_METHODS = {"plain torch loop, 1 thread"}  # only when torch runs on more than one thread
+SAMPLE_METHODS = {
+    "notebook's way (jit step per Langevin step)",
+    "jax_dsm langevin, cold",
+    "jax_dsm langevin, warm",
+    "torch_dsm langevin (eager)",
+}
+MEMORY_HEADER = ["framework", "chains", "steps", "keep_every", "hidden", "returned MB", "all states MB",
+                 "RSS before MB", "peak growth MB", "growth / all states"]
+SCALING_HEADER = ["curve", "size", "steps timed", "jax_dsm µs/step", "torch µs/step", "torch / jax",
+                  "jax % of ceiling", "torch % of ceiling"]
+
+
+def run_benchmark(*args: str, timeout: float = 600) -> str:
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout
+
+
+def tables(text: str) -> dict[str, list[list[str]]]:
+    """Markdown tables of ``text``, keyed by their first header cell: rows of cells, header first."""
+    found, block = {}, []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            block.append(line)
+            continue
+        if block:
+            for row in block:
+                assert row.endswith("|"), row
+            cells = [[c.strip() for c in row.strip("|").split("|")] for row in block]
+            assert cells[0][0] not in found, f"two tables start with {cells[0][0]!r}"
+            found[cells[0][0]] = cells
+            block = []
+    return found
+
+
+def check_shape(table: list[list[str]], header: list[str]) -> list[dict[str, str]]:
+    """Header, separator, equal row lengths; the rows as dicts."""
+    assert table[0] == header
+    assert len(table[1]) == len(header) and all(c == "---" for c in table[1])
+    assert len(table) > 2, "no rows"
+    for row in table[2:]:
+        assert len(row) == len(header), row
+    return [dict(zip(header, row)) for row in table[2:]]
+
+
+def number(cell: str) -> float:
+    value = float(cell)
+    assert math.isfinite(value), cell
+    return value
+
+
+def test_quick_main_table(tmp_path):
+    out_file = tmp_path / "bench.md"
+    stdout = run_benchmark("--only", "train", "sample", "--out", str(out_file))
+    found = tables(stdout)
+    assert set(found) == {"task"}, f"unexpected tables: {sorted(found)}"
+    rows = check_shape(found["task"], MAIN_HEADER)
+
+    train = {r["method"] for r in rows if r["task"] == "train"}
+    sample = {r["method"] for r in rows if r["task"] == "sample"}
+    assert TRAIN_METHODS <= train <= TRAIN_METHODS | OPTIONAL_TRAIN_METHODS
+    assert sample == SAMPLE_METHODS
+    assert len(rows) == len(train) + len(sample), "a method appears twice, or an unknown task"
+
+    for r in rows:
+        assert r["compile"] in {"included", "excluded", "eager"}, r
+        assert number(r["total s (median)"]) > 0, r
+        assert number(r["µs/step"]) > 0, r
+        assert number(r["× notebook"]) > 0, r
+        assert number(r["% of ceiling"]) > 0, r
+        if r["compile"] == "included":
+            assert number(r["compile s"]) >= 0, r
+        else:
+            assert r["compile s"] == "—", r
+        if r["method"].startswith("notebook"):
+            assert number(r["× notebook"]) == 1.0, r
+            assert r["compile"] == "included", r
+
+    assert "GFLOP/s" in stdout  # the measured ceiling is printed
+    assert out_file.read_text().strip() == stdout.strip()  # --out writes the same report
+
+
+@pytest.mark.slow
+def test_quick_memory_and_scaling(tmp_path):
+    png = tmp_path / "scaling.png"
+    stdout = run_benchmark("--only", "memory", "scaling", "--scaling-png", str(png))
+    found = tables(stdout)
+    assert set(found) == {"framework", "curve"}, f"unexpected tables: {sorted(found)}"
+
+    memory = check_shape(found["framework"], MEMORY_HEADER)
+    assert {r["framework"] for r in memory} == {"jax", "torch"}
+    for r in memory:
+        for key in MEMORY_HEADER[1:]:
+            assert number(r[key]) >= 0, r
+        assert number(r["all states MB"]) > 0, r
+        if r["keep_every"] == "0":  # final states only: chains × 2 float32
+            assert number(r["returned MB"]) == pytest.approx(number(r["chains"]) * 8 / 2**20, abs=0.05)
+
+    scaling = check_shape(found["curve"], SCALING_HEADER)
+    assert {r["curve"].split(":")[0] for r in scaling} == {"sample", "train"}
+    for r in scaling:
+        for key in SCALING_HEADER[1:]:
+            assert number(r[key]) > 0, r
+
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
