@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 __all__ = ["langevin", "annealed_langevin"]
 
-_NOISE_BLOCK = 1024  # steps of noise drawn at once when none is passed in
+_NOISE_FLOATS = 1 << 18  # noise drawn at once when none is passed in: ≤ 1 MiB of float32
 
 
 @torch.inference_mode()
@@ -50,14 +50,17 @@ def langevin(
     sqrt_eps, half_eps = math.sqrt(step_size), 0.5 * step_size
     kept = []
     block = None
+    # Draw several steps of noise per call (one randn per step is slow for few chains), but never
+    # more than _NOISE_FLOATS numbers: memory stays that of the states kept.
+    steps_per_block = max(1, min(1024, _NOISE_FLOATS // max(x.numel(), 1)))
     with tqdm(total=n_steps, desc="Langevin", disable=not progress, mininterval=0.5) as bar:
         for k in range(n_steps):
             if noise is not None:
                 z = noise[k]
             else:
-                j = k % _NOISE_BLOCK
+                j = k % steps_per_block
                 if j == 0:
-                    m = min(_NOISE_BLOCK, n_steps - k)
+                    m = min(steps_per_block, n_steps - k)
                     block = torch.randn((m,) + tuple(x.shape), generator=generator, dtype=x.dtype, device=x.device)
                 z = block[j]
             x = x + half_eps * score_fn(x) + sqrt_eps * z
