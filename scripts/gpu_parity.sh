@@ -10,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
+# torch and JAX share the GPU in one process: JAX must not grab 75 % of its memory up front.
+export XLA_PYTHON_CLIENT_PREALLOCATE="${XLA_PYTHON_CLIENT_PREALLOCATE:-false}"
 
 if ! "$PYTHON" -c 'import sys; from parity_tests.devices import gpu_available; sys.exit(0 if gpu_available() else 1)'; then
     echo "gpu_parity: no CUDA GPU seen by both torch and JAX (torch.cuda.is_available() and jax.devices('gpu')); skipped."

@@ -15,6 +15,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -33,7 +34,13 @@ def _device_line(name: str) -> str:
 
     if name == "cuda":
         return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu: {model} ({os.cpu_count()} cores), torch threads {torch.get_num_threads()}"
 
 
 def markdown(results: list[Result], devices: list[str]) -> str:
