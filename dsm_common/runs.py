@@ -150,6 +150,32 @@ def cli_errors(prog: str, fn: Callable[[], Any]) -> Any:
         raise SystemExit(2) from None
 
 
+def check_run_dir(run_dir: str | Path, framework: str) -> Path:
+    """Refuse a run directory that holds another framework's run, so nothing is overwritten.
+
+    Raises:
+        DSMInputError: ``run_dir/weights.safetensors`` was written by the other framework.
+    """
+    import json
+
+    from safetensors import safe_open
+
+    run_dir = Path(run_dir)
+    weights = run_dir / "weights.safetensors"
+    if weights.is_file():
+        try:
+            with safe_open(str(weights), framework="numpy") as fh:
+                owner = json.loads((fh.metadata() or {}).get("dsm_config", "{}")).get("framework")
+        except Exception:
+            owner = None
+        if owner and owner != framework:
+            raise DSMInputError(
+                f"{run_dir} holds a {owner} run; give this {framework} run its own folder, "
+                f"e.g. --trainer.default_root_dir={run_dir}-{framework}"
+            )
+    return run_dir
+
+
 def summary_line(m: dict[str, Any]) -> str:
     """One line of a run's headline metrics, for the terminal."""
     keys = ("final_loss", "mode_weights", "gap_mass", "energy_distance", "energy_distance_reference",

@@ -22,6 +22,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from dsm_common.runs import (
+    check_run_dir,
     cli_errors,
     per_level_noise,
     report_generated,
@@ -121,7 +122,7 @@ def train_main(argv: list[str]) -> dict:
     init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
     trainer, module, dm = init.trainer, init.model, init.data
     seed = int(cfg.seed_everything) if not isinstance(cfg.seed_everything, bool) else 0
-    run_dir = Path(trainer.default_root_dir)
+    run_dir = check_run_dir(trainer.default_root_dir, "jax")
     run_dir.mkdir(parents=True, exist_ok=True)
     parser.save(cfg, run_dir / "config.yaml", overwrite=True, skip_validation=True)
 

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from dsm_common.runs import (
+    check_run_dir,
     cli_errors,
     per_level_noise,
     report_generated,
@@ -102,6 +103,7 @@ class DSMLightningCLI(LightningCLI):
     """LightningCLI that checkpoints into ``default_root_dir/checkpoints`` and reports after fit."""
 
     def before_fit(self) -> None:
+        check_run_dir(self.trainer.default_root_dir, "torch")
         self._fit_start = time.perf_counter()
 
     def after_fit(self) -> None:
