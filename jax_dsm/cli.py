@@ -41,8 +41,8 @@ from jax_dsm.weights import load_weights, save_weights
 PROG = "dsm-jax"
 
 
-def _at_sigma(apply_fn, variables, sigma, x):
-    return apply_fn(variables, x, jnp.full(x.shape[:1], sigma, x.dtype))
+def _at_sigma(score_fn, sigma, x):
+    return score_fn(x, jnp.full(x.shape[:1], sigma, x.dtype))
 
 
 class JaxSamplers:
@@ -57,7 +57,9 @@ class JaxSamplers:
         if sigma is None:
             fn = Partial(self.model.apply, self.variables)
         else:
-            fn = Partial(_at_sigma, self.model.apply, self.variables, jnp.float32(sigma))
+            # The model's Partial as an argument: its parameters stay traced leaves (a bound
+            # ``apply`` passed as an argument is no array, and jit refuses it).
+            fn = Partial(_at_sigma, Partial(self.model.apply, self.variables), jnp.float32(sigma))
         x, kept = langevin(fn, jnp.asarray(x0), step_size, n_steps, key=jax.random.PRNGKey(seed),
                            keep_every=keep_every, progress=self.progress)
         return np.asarray(x), None if kept is None else np.asarray(kept)
