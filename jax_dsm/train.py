@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from dsm_common.config import SamplerConfig, check_model_options, noise_levels
 from dsm_common.datasets import Dataset2D
-from dsm_common.validation import DSMInputError, check_positive_int
+from dsm_common.validation import DSMInputError, check_choice, check_positive_int
 from jax_dsm.data import DSMDataModule, epoch_batches
 from jax_dsm.losses import dsm_loss, ncsn_loss
 from jax_dsm.models import ScoreMLP
@@ -49,6 +49,8 @@ class DSMModule:
         lr: learning rate (recipe: 1e-5).
         reduction: ``sum`` (recipe) or ``mean`` of the per-point losses over a batch.
         sampler: sampler settings used after training (``dsm_common.config.SamplerConfig``).
+        lr_schedule: ``constant`` (recipe) or ``cosine``: the rate decays from ``lr`` to 0 over
+            the run's updates (``optax.cosine_decay_schedule``; the torch twin's LambdaLR).
 
     Raises:
         DSMInputError: a non-positive σ, learning rate or L, or an unknown option.
@@ -65,26 +67,48 @@ class DSMModule:
         lr: float = 1e-5,
         reduction: Literal["sum", "mean"] = "sum",
         sampler: Optional[SamplerConfig] = None,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
     ):
         check_model_options(sigma, lr, num_scales, optimizer, reduction)
+        check_choice("model.lr_schedule", lr_schedule, ("constant", "cosine"))
         self.hparams = dict(hidden_dims=list(hidden_dims), sigma=sigma, num_scales=num_scales, sigma_max=sigma_max,
-                            sigma_min=sigma_min, optimizer=optimizer, lr=lr, reduction=reduction)
+                            sigma_min=sigma_min, optimizer=optimizer, lr=lr, reduction=reduction,
+                            lr_schedule=lr_schedule)
         self.sampler = (sampler or SamplerConfig()).validate()
         self.model = ScoreMLP(tuple(hidden_dims), conditional=num_scales > 1)
-        self.tx = optax.sgd(lr) if optimizer == "sgd" else optax.adam(lr)
+        # A cosine schedule needs the run's length: setup(data, total_steps) builds its optimiser.
+        self.tx = self.make_tx() if lr_schedule == "constant" else None
         self.sigmas = noise_levels(sigma, num_scales, sigma_max, sigma_min)  # (L,); σ₁ from data at setup
 
     @property
     def conditional(self) -> bool:
         return self.hparams["num_scales"] > 1
 
-    def setup(self, data: Dataset2D) -> None:
-        """Fix the noise levels: σ₁ from the data when not given (arXiv 2006.09011, technique 1)."""
+    def setup(self, data: Dataset2D, total_steps: int | None = None) -> None:
+        """Fix the noise levels: σ₁ from the data when not given (arXiv 2006.09011, technique 1).
+
+        ``total_steps``: the run's number of updates; ``lr_schedule="cosine"`` builds its optimiser
+        from it here (the Trainer passes max_epochs × steps per epoch).
+        """
         h = self.hparams
         self.sigmas = noise_levels(h["sigma"], h["num_scales"], h["sigma_max"], h["sigma_min"], data.points)
+        if h["lr_schedule"] != "constant":
+            self.tx = self.make_tx(total_steps)
+
+    def make_tx(self, total_steps: int | None = None) -> optax.GradientTransformation:
+        """The Optax optimiser; ``lr_schedule="cosine"`` decays the rate to 0 over ``total_steps``."""
+        h = self.hparams
+        lr = h["lr"]
+        if h["lr_schedule"] == "cosine":
+            if total_steps is None:
+                raise ValueError("a cosine learning-rate schedule needs the run's total number of updates")
+            lr = optax.cosine_decay_schedule(h["lr"], max(int(total_steps), 1))
+        return optax.sgd(lr) if h["optimizer"] == "sgd" else optax.adam(lr)
 
     def init_state(self, key: jax.Array) -> TrainState:
         """Fresh parameters (Flax default initialisation) and optimiser state."""
+        if self.tx is None:
+            raise ValueError("lr_schedule=cosine: call setup(data, total_steps) before init_state")
         x = jnp.zeros((1, 2), jnp.float32)
         # jit: one compilation instead of one per eager op (≈ 1 s of a fresh process's start).
         variables = jax.jit(self.model.init)(key, x, jnp.ones((1,)) if self.conditional else None)
@@ -199,7 +223,7 @@ class Trainer:
         Keys: ``PRNGKey(seed)`` splits into the initialisation key and the training key; each
         chunk splits the training key into the next training key and the chunk's key.
         """
-        module.setup(datamodule.data)
+        module.setup(datamodule.data, total_steps=self.max_epochs * datamodule.steps_per_epoch)
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
         state = module.init_state(init_key)
         self.current_epoch, self.loss_history, self._chunk = 0, [], None

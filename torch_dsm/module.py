@@ -10,16 +10,24 @@ Mirror: ``jax_dsm/train.py`` (``DSMModule`` there has the same arguments).
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import Any, Literal, Optional
 
 import lightning as L
 import torch
 
 from dsm_common.config import SamplerConfig, check_model_options, noise_levels
+from dsm_common.validation import DSMInputError, check_choice
 from torch_dsm.losses import dsm_loss, ncsn_loss
 from torch_dsm.models import ScoreMLP
 
 __all__ = ["DSMModule"]
+
+
+def _cosine_factor(total: int, step: int) -> float:
+    """``½ (1 + cos(π min(step, total) / total))``: optax's ``cosine_decay_schedule`` factor."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
 class DSMModule(L.LightningModule):
@@ -35,6 +43,9 @@ class DSMModule(L.LightningModule):
         lr: learning rate (recipe: 1e-5).
         reduction: ``sum`` (recipe) or ``mean`` of the per-point losses over a batch.
         sampler: sampler settings used after training (``dsm_common.config.SamplerConfig``).
+        lr_schedule: ``constant`` (recipe) or ``cosine``: the rate decays from ``lr`` to 0 over
+            the run's updates (a ``LambdaLR`` stepped every update; the JAX twin's
+            ``optax.cosine_decay_schedule``).
 
     Raises:
         DSMInputError: a non-positive σ, learning rate or L, or an unknown option.
@@ -51,9 +62,11 @@ class DSMModule(L.LightningModule):
         lr: float = 1e-5,
         reduction: Literal["sum", "mean"] = "sum",
         sampler: Optional[SamplerConfig] = None,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
     ):
         super().__init__()
         check_model_options(sigma, lr, num_scales, optimizer, reduction)
+        check_choice("model.lr_schedule", lr_schedule, ("constant", "cosine"))
         self.sampler = (sampler or SamplerConfig()).validate()
         self.save_hyperparameters(ignore=["sampler"])
         self.model = ScoreMLP(hidden_dims, conditional=num_scales > 1)
@@ -94,12 +107,14 @@ class DSMModule(L.LightningModule):
             self._accumulate(loss)
             return loss
         # batches_per_step > 1: a list of mini-batches, one SGD step each, as in a plain loop.
-        opt = self.optimizers()
+        opt, sched = self.optimizers(), self.lr_schedulers()
         for (x,) in batch:
             opt.zero_grad()
             loss = self.loss(x)
             self.manual_backward(loss)
             opt.step()
+            if sched is not None:
+                sched.step()
             self._accumulate(loss)
         return None
 
@@ -117,9 +132,19 @@ class DSMModule(L.LightningModule):
         self.loss_history.append(mean)
         self.log("train_loss", mean, prog_bar=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self):
         opt = torch.optim.SGD if self.hparams.optimizer == "sgd" else torch.optim.Adam
-        return opt(self.model.parameters(), lr=self.hparams.lr)
+        opt = opt(self.model.parameters(), lr=self.hparams.lr)
+        if self.hparams.lr_schedule == "constant":
+            return opt
+        # Cosine decay to 0 over the run's updates (optimiser steps): max_epochs × ⌈N / B⌉.
+        dm = self.trainer.datamodule
+        epochs = self.trainer.max_epochs
+        if not epochs or epochs < 1:
+            raise DSMInputError("model.lr_schedule=cosine needs a finite trainer.max_epochs")
+        total = epochs * -(-len(dm.data) // dm.batch_size)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(_cosine_factor, total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["loss_history"] = list(self.loss_history)
