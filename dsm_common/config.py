@@ -41,6 +41,9 @@ class SamplerConfig:
         trajectory_steps: steps of the single-chain trajectory demo from the origin (0: none).
         trajectory_step_size: ε of the trajectory demo.
         trajectory_keep_every: keep every k-th state of the trajectory demo.
+        plain_step_size: multi-scale models: ε of the plain-Langevin comparison run
+            (``s(x, σ_L)``, L × n_steps steps, same initial states); None: ``step_size``.
+            The annealed ε is tiny at σ_L (α_L = ε), so a fair comparison needs its own step.
     """
 
     n_chains: int = 100
@@ -55,6 +58,7 @@ class SamplerConfig:
     trajectory_steps: int = 100_000
     trajectory_step_size: float = 0.001
     trajectory_keep_every: int = 1000
+    plain_step_size: Optional[float] = None
 
     def validate(self) -> SamplerConfig:
         """Check every field; raise DSMInputError naming the first bad one."""
@@ -69,6 +73,8 @@ class SamplerConfig:
         if self.trajectory_steps:
             check_positive("sampler.trajectory_step_size", self.trajectory_step_size)
             check_positive_int("sampler.trajectory_keep_every", self.trajectory_keep_every)
+        if self.plain_step_size is not None:
+            check_positive("sampler.plain_step_size", self.plain_step_size)
         return self
 
     def initial_states(self, rng: np.random.Generator) -> np.ndarray:

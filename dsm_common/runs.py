@@ -62,7 +62,8 @@ def run_samplers(cfg: SamplerConfig, sigmas: np.ndarray, conditional: bool, samp
       ``trajectory_step_size`` (annealed: split evenly over the levels), every
       ``trajectory_keep_every``-th state kept, origin first.
     * Multi-scale models: plain Langevin with ``s(x, σ_L)`` from the same initial states, step
-      ε and the same total number of steps, for the side-by-side figure.
+      ``plain_step_size`` (default ε) and the same total number of steps, for the side-by-side
+      figure.
     """
     cfg.validate()
     kind = sampler_kind(cfg, conditional)
@@ -90,10 +91,12 @@ def run_samplers(cfg: SamplerConfig, sigmas: np.ndarray, conditional: bool, samp
     comparison = None
     if kind == "annealed":
         total = cfg.n_steps * len(sigmas)
-        plain, _ = samplers.plain(x0, cfg.step_size, total, 0, cfg.seed + 2, sigma_l)
+        eps_plain = cfg.plain_step_size or cfg.step_size
+        plain, _ = samplers.plain(x0, eps_plain, total, 0, cfg.seed + 2, sigma_l)
         comparison = [
-            (f"plain Langevin, s(x, σ_L), {total} steps", np.asarray(plain)),
-            (f"annealed Langevin, {len(sigmas)} levels × {cfg.n_steps} steps", np.asarray(samples)),
+            (f"plain Langevin, s(x, σ_L), {total} steps, ε = {eps_plain:.3g}", np.asarray(plain)),
+            (f"annealed Langevin, {len(sigmas)} levels × {cfg.n_steps} steps, ε = {cfg.step_size:.3g}",
+             np.asarray(samples)),
         ]
     return Generated(np.asarray(samples), trajectory, comparison, seconds, kind)
 
