@@ -31,9 +31,17 @@ def test_datamodule_batches_cover_each_point_once_per_epoch():
     assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
 
 
-def _train(batches_per_step: int, epochs: int = 2):
+class _HookedBackward(DSMModule):
+    """Keeps Lightning's manual_backward (and its hooks) in the grouped inner loop."""
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        self._plain_backward = False
+
+
+def _train(batches_per_step: int, epochs: int = 2, cls=DSMModule):
     L.seed_everything(0, verbose=False)
-    module = DSMModule(hidden_dims=[16, 16], lr=1e-3)
+    module = cls(hidden_dims=[16, 16], lr=1e-3)
     dm = DSMDataModule(batch_size=8, batches_per_step=batches_per_step)
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)
@@ -45,17 +53,21 @@ def _train(batches_per_step: int, epochs: int = 2):
 def test_batches_per_step_gives_the_same_updates():
     """Grouping K = 5 mini-batches into one Lightning step takes the same 38 SGD steps an epoch in the
     same order with the same noise, so the weights and per-epoch losses match K = 1 (float32 sums in
-    the same order: equal to 1e-6 relative)."""
+    the same order: equal to 1e-6 relative), with the inner loop's plain loss.backward() (fp32 on one
+    device) and with Lightning's manual_backward alike."""
     grouped = list(DSMDataModule(batch_size=8, batches_per_step=5).train_dataloader())
     assert [len(g) for g in grouped] == [5] * 7 + [3]  # 38 mini-batches in ⌈38/5⌉ = 8 loader items
     assert [len(x) for g in grouped for (x,) in g] == [8] * 37 + [4]
     m1, t1 = _train(1)
     m5, t5 = _train(5)
-    assert t1.global_step == 2 * 38  # one optimiser step per mini-batch
-    assert len(m1.loss_history) == len(m5.loss_history) == 2
-    np.testing.assert_allclose(m5.loss_history, m1.loss_history, rtol=1e-6)
-    for a, b in zip(m1.model.parameters(), m5.model.parameters()):
-        np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-6, atol=1e-7)
+    m5h, t5h = _train(5, cls=_HookedBackward)
+    assert m5._plain_backward and not m5h._plain_backward and not m1._plain_backward  # fp32, one CPU
+    assert t1.global_step == t5.global_step == t5h.global_step == 2 * 38  # one optimiser step per mini-batch
+    for m in (m5, m5h):
+        assert len(m1.loss_history) == len(m.loss_history) == 2
+        np.testing.assert_allclose(m.loss_history, m1.loss_history, rtol=1e-6)
+        for a, b in zip(m1.model.parameters(), m.model.parameters()):
+            np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-6, atol=1e-7)
     # And training did something: the weights moved from their initial values.
     L.seed_everything(0, verbose=False)
     init = DSMModule(hidden_dims=[16, 16], lr=1e-3)
