@@ -109,9 +109,13 @@ class DSMModule:
         """Fresh parameters (Flax default initialisation) and optimiser state."""
         if self.tx is None:
             raise ValueError("lr_schedule=cosine: call setup(data, total_steps) before init_state")
+        # jit: one compilation for the parameters and the optimiser state, instead of one per
+        # eager op (≈ 1 s of a fresh process's start).
+        return jax.jit(self._init_state)(key)
+
+    def _init_state(self, key: jax.Array) -> TrainState:
         x = jnp.zeros((1, 2), jnp.float32)
-        # jit: one compilation instead of one per eager op (≈ 1 s of a fresh process's start).
-        variables = jax.jit(self.model.init)(key, x, jnp.ones((1,)) if self.conditional else None)
+        variables = self.model.init(key, x, jnp.ones((1,)) if self.conditional else None)
         state = TrainState.create(apply_fn=self.model.apply, params=variables["params"], tx=self.tx)
         # step as an int32 array, as the compiled chunk returns it: a Python int would make the
         # second chunk's call signature differ from the first's and compile the loop twice.
