@@ -24,9 +24,10 @@ Rows of the main table (training: ``--epochs`` epochs of batch 8 on the 300-poin
   shipped (compiled scans, a checkpoint per chunk), cold (compilation included).
 - jax_dsm compiled loop only: the same ``make_train_chunk`` calls, already compiled, no checkpoints.
 - Lightning, dsm-torch fit defaults: ``lightning.Trainer(**torch_dsm.cli.trainer_defaults())``
-  with its progress bar (its output goes to /dev/null, its cost stays).
-- Lightning, fast settings: ``FAST`` below (Trainer, DSMModule and DSMDataModule kwargs), each
-  part replaced by ``torch_dsm.cli.FAST_TRAINER`` / ``FAST_MODULE`` / ``FAST_DATA`` where defined.
+  with its progress bar (its output goes to /dev/null, its cost stays) on
+  ``DSMDataModule(**torch_dsm.cli.data_defaults())`` (64 mini-batches a Lightning step): what
+  ``dsm-torch fit`` runs, and the settings the README recommends.
+- Lightning, one mini-batch per step: the same with ``batches_per_step=1``, Lightning's usual loop.
 - plain torch loop: randperm each epoch, index batches of 8, ``torch_dsm.losses.dsm_loss``, SGD.
 - jax_dsm langevin cold / warm: ``jax_dsm.sampling.langevin`` with and without compilation.
 - torch_dsm langevin: ``torch_dsm.sampling.langevin``, eager.
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import gc
 import json
 import logging
@@ -87,31 +87,6 @@ from torch_dsm.sampling import langevin as torch_langevin
 # The reference recipe (SPEC §1).
 SIGMA, LR, BATCH, HIDDEN, EPS = 3.0, 1e-5, 8, (256, 256), 0.01
 NOTEBOOK_SECONDS = {"train": 12.5, "sample": 2.7}  # SPEC §1: the unchanged notebook, 2-core CPU
-
-# The Lightning settings recommended for speed, in one place: kwargs of the Trainer, of DSMModule
-# and of DSMDataModule. Each is replaced by torch_dsm.cli.FAST_TRAINER / FAST_MODULE / FAST_DATA
-# when torch_dsm defines that name.
-FAST = {
-    "TRAINER": {
-        "logger": False,
-        "enable_model_summary": False,
-        "enable_progress_bar": False,
-        "enable_checkpointing": False,
-        "callbacks": [],
-    },
-    "MODULE": {},
-    "DATA": {},
-}
-
-
-def fast_settings() -> tuple[dict, dict, dict, str]:
-    """(Trainer, DSMModule, DSMDataModule kwargs, where they come from) for the fast Lightning row."""
-    found = {k: getattr(torch_dsm.cli, f"FAST_{k}") for k in FAST if hasattr(torch_dsm.cli, f"FAST_{k}")}
-    source = ", ".join(f"torch_dsm.cli.FAST_{k}" for k in found) or "scripts/benchmark.py"
-    kwargs = {**FAST, **found}
-    # deepcopy: fresh callback objects for every Trainer
-    return copy.deepcopy(dict(kwargs["TRAINER"])), dict(kwargs["MODULE"]), dict(kwargs["DATA"]), source
-
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -373,10 +348,12 @@ def bench_train(args, workdir: str) -> list[Row]:
         timeit(lambda: jax_dsm_fit(args.epochs, workdir), r, w, setup=clear_jax_caches), time_compile(lower))
     row("jax_dsm compiled loop only", "excluded", timeit(run, r, max(w, 1)))
 
+    defaults = torch_dsm.cli.data_defaults()
     row("Lightning, dsm-torch fit defaults", "eager",
-        timeit(lambda: lightning_fit(args.epochs, workdir, torch_dsm.cli.trainer_defaults(), {}, {}), r, w))
-    row("Lightning, fast settings", "eager",
-        timeit(lambda: lightning_fit(args.epochs, workdir, *fast_settings()[:3]), r, w))
+        timeit(lambda: lightning_fit(args.epochs, workdir, torch_dsm.cli.trainer_defaults(), {}, defaults), r, w))
+    row("Lightning, one mini-batch per step", "eager",
+        timeit(lambda: lightning_fit(args.epochs, workdir, torch_dsm.cli.trainer_defaults(), {},
+                                     {**defaults, "batches_per_step": 1}), r, w))
 
     points = torch.from_numpy(points_np)
     row("plain torch loop", "eager", timeit(lambda: plain_torch_train(points, args.epochs), r, w))
@@ -563,8 +540,7 @@ def machine_info(peak: float, args) -> list[str]:
 
     dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    trainer, module, data, source = fast_settings()
-    fast = {k: (type(v).__name__ if k == "callbacks" and v else v) for k, v in trainer.items()}
+    trainer = {k: (type(v[0]).__name__ if k == "callbacks" and v else v) for k, v in torch_dsm.cli.trainer_defaults().items()}
     return [
         f"- commit `{git('rev-parse', '--short', 'HEAD')}`{dirty}, {time.strftime('%Y-%m-%d %H:%M %Z')}",
         f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, {cores} usable cores, "
@@ -577,7 +553,7 @@ def machine_info(peak: float, args) -> list[str]:
         f"a sampler step on 100 chains {mlp_flops() * 100 / 1e6:.2f} MFLOP",
         f"- training: {args.epochs} epochs × 38 steps (batch 8, 300 points); sampling: {args.chains} chains × "
         f"{args.steps} steps; medians of {args.repeats} after {args.warmup} warm-up",
-        f"- Lightning fast settings (from {source}): Trainer {fast}, DSMModule {module}, DSMDataModule {data}",
+        f"- dsm-torch fit defaults (torch_dsm.cli): Trainer {trainer}, DSMDataModule {torch_dsm.cli.data_defaults()}",
     ]
 
 

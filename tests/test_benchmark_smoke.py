@@ -24,7 +24,7 @@ TRAIN_METHODS = {
     "jax_dsm Trainer.fit",
     "jax_dsm compiled loop only",
     "Lightning, dsm-torch fit defaults",
-    "Lightning, fast settings",
+    "Lightning, one mini-batch per step",
     "plain torch loop",
 }
 OPTIONAL_TRAIN_METHODS = {"plain torch loop, 1 thread"}  # only when torch runs on more than one thread

@@ -180,3 +180,18 @@ def test_sample_command_resamples_with_its_own_settings(seed_run, tmp_path):
     for name in ("samples.png", "trajectory.png", "score_field.png", "data.png"):
         assert is_png(out / name), name
     assert not (out / "weights.safetensors").exists()  # sampling does not write weights
+
+
+@pytest.mark.parametrize("extra, expected", [([], 64), (["--data.batches_per_step=1"], 1)])
+def test_fit_groups_mini_batches_by_default(extra, expected):
+    """`dsm-torch fit` starts from torch_dsm.cli.data_defaults() (64 mini-batches a Lightning step,
+    the same updates); the flag restores Lightning's one batch per step. Parsed only, nothing run."""
+    from torch_dsm.cli import DSMLightningCLI, data_defaults, trainer_defaults
+    from torch_dsm.data import DSMDataModule
+    from torch_dsm.module import DSMModule
+
+    assert data_defaults() == {"batches_per_step": 64}
+    cli = DSMLightningCLI(DSMModule, DSMDataModule, run=False, trainer_defaults=trainer_defaults(),
+                          args=["--trainer.logger=false", *extra])
+    assert cli.datamodule.batches_per_step == expected
+    assert DSMDataModule().batches_per_step == 1  # the class itself keeps Lightning's usual loop
