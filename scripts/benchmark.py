@@ -7,7 +7,8 @@
 
 One invocation, one machine, one process (plus one small process per framework for the memory
 check), CPU only (JAX_PLATFORMS=cpu, Lightning accelerator="cpu"). Following SPEC §7 it prints
-Markdown tables of medians over ``--repeats`` runs after ``--warmup`` untimed runs, ratios to
+Markdown tables of medians over ``--repeats`` rounds after ``--warmup`` untimed rounds (the rows
+of a task take turns within each round, so a drifting machine skews no ratio), ratios to
 the notebook's way measured in the same run, and the fraction of the arithmetic ceiling (MLP
 FLOPs over the float32 matmul rate of numpy, measured here). Every row says whether JAX
 compilation is inside its time; the compile column is measured on its own (trace, lower and
@@ -111,6 +112,27 @@ def timeit(fn, repeats: int, warmup: int, setup=None) -> float:
         if i >= warmup:
             times.append(dt)
     return statistics.median(times)
+
+
+def timeit_rounds(cases, repeats: int, warmup: int) -> dict[str, float]:
+    """Median wall time (s) of each case over ``repeats`` rounds after ``warmup`` untimed rounds.
+
+    ``cases``: ``(name, compile, fn, setup)``; ``setup()`` runs untimed before each call of
+    ``fn``, which must wait for its results itself. The cases take turns within every round, so
+    a slow drift of a shared machine's speed hits every row alike instead of skewing the ratios.
+    """
+    times: dict[str, list[float]] = {name: [] for name, *_ in cases}
+    for i in range(warmup + repeats):
+        for name, _, fn, setup in cases:
+            if setup is not None:
+                setup()
+            gc.collect()
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            if i >= warmup:
+                times[name].append(dt)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def mlp_flops(hidden=HIDDEN, dim: int = 2) -> int:
@@ -331,66 +353,74 @@ def torch_dsm_sample(model, x0: torch.Tensor, steps: int, keep_every: int = 0):
 
 def bench_train(args, workdir: str) -> list[Row]:
     points_np = load_dataset("seed_mixture").points  # (300, 2) float32
+    points = torch.from_numpy(points_np)
     steps = args.epochs * math.ceil(len(points_np) / BATCH)
     flops = args.epochs * train_flops(len(points_np))
-    r, w, rows = args.repeats, args.warmup, []
-
-    def row(method, compile, total, compile_s=None):
-        rows.append(Row("train", method, compile, total, compile_s, steps, flops))
-        log(f"  train  {method:<45} {total:8.3f} s" + ("" if compile_s is None else f"  (compile {compile_s:.3f} s)"))
-
-    row("notebook's way (jit step per batch, torch DataLoader)", "included",
-        timeit(lambda: notebook_train(points_np, args.epochs), r, w, setup=clear_jax_caches),
-        notebook_train_compile_s(points_np))
-
     run, lower, _ = jax_dsm_loop(args.epochs)
-    row("jax_dsm Trainer.fit", "included",
-        timeit(lambda: jax_dsm_fit(args.epochs, workdir), r, w, setup=clear_jax_caches), time_compile(lower))
-    row("jax_dsm compiled loop only", "excluded", timeit(run, r, max(w, 1)))
-
     defaults = torch_dsm.cli.data_defaults()
-    row("Lightning, dsm-torch fit defaults", "eager",
-        timeit(lambda: lightning_fit(args.epochs, workdir, torch_dsm.cli.trainer_defaults(), {}, defaults), r, w))
-    row("Lightning, one mini-batch per step", "eager",
-        timeit(lambda: lightning_fit(args.epochs, workdir, torch_dsm.cli.trainer_defaults(), {},
-                                     {**defaults, "batches_per_step": 1}), r, w))
-
-    points = torch.from_numpy(points_np)
-    row("plain torch loop", "eager", timeit(lambda: plain_torch_train(points, args.epochs), r, w))
     threads = torch.get_num_threads()
-    if threads > 1:  # does torch's intra-op parallelism help or hurt batch-8 steps on this machine?
+
+    def plain_one_thread():  # does torch's intra-op parallelism help or hurt batch-8 steps here?
         torch.set_num_threads(1)
         try:
-            row("plain torch loop, 1 thread", "eager", timeit(lambda: plain_torch_train(points, args.epochs), r, w))
+            plain_torch_train(points, args.epochs)
         finally:
             torch.set_num_threads(threads)
+
+    notebook = "notebook's way (jit step per batch, torch DataLoader)"
+    cases = [
+        (notebook, "included", lambda: notebook_train(points_np, args.epochs), clear_jax_caches),
+        ("jax_dsm Trainer.fit", "included", lambda: jax_dsm_fit(args.epochs, workdir), clear_jax_caches),
+        ("jax_dsm compiled loop only", "excluded", run, run),  # set-up: one untimed run compiles it
+        ("Lightning, dsm-torch fit defaults", "eager",
+         lambda: lightning_fit(args.epochs, workdir, torch_dsm.cli.trainer_defaults(), {}, defaults), None),
+        ("Lightning, one mini-batch per step", "eager",
+         lambda: lightning_fit(args.epochs, workdir, torch_dsm.cli.trainer_defaults(), {},
+                               {**defaults, "batches_per_step": 1}), None),
+        ("plain torch loop", "eager", lambda: plain_torch_train(points, args.epochs), None),
+    ]
+    if threads > 1:
+        cases.append(("plain torch loop, 1 thread", "eager", plain_one_thread, None))
+    medians = timeit_rounds(cases, args.repeats, args.warmup)
+    compiles = {notebook: notebook_train_compile_s(points_np), "jax_dsm Trainer.fit": time_compile(lower)}
+    rows = []
+    for method, compile, *_ in cases:
+        rows.append(Row("train", method, compile, medians[method], compiles.get(method), steps, flops))
+        log(f"  train  {method:<45} {medians[method]:8.3f} s"
+            + (f"  (compile {compiles[method]:.3f} s)" if method in compiles else ""))
     return rows
 
 
 def bench_sample(args) -> list[Row]:
     x0 = np.random.default_rng(0).standard_normal((args.chains, 2)).astype(np.float32)
     flops = float(mlp_flops()) * args.chains * args.steps
-    r, w, rows = args.repeats, args.warmup, []
-
-    def row(method, compile, total, compile_s=None):
-        rows.append(Row("sample", method, compile, total, compile_s, args.steps, flops))
-        log(f"  sample {method:<45} {total:8.3f} s" + ("" if compile_s is None else f"  (compile {compile_s:.3f} s)"))
-
     params = NotebookMLP().init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))
     xj = jnp.asarray(x0)
-    nb_compile = time_compile(lambda: notebook_langevin_step.lower(params, xj, jax.random.PRNGKey(0)))
-    row("notebook's way (jit step per Langevin step)", "included",
-        timeit(lambda: notebook_sample(params, x0, args.steps), r, w, setup=clear_jax_caches), nb_compile)
-
     score = jax_sampler()
-    cold = timeit(lambda: jax_dsm_sample(score, xj, args.steps), r, w, setup=clear_jax_caches)
-    warm = timeit(lambda: jax_dsm_sample(score, xj, args.steps), r, max(w, 1))
-    compile_s = jax_dsm_sample_compile_s(score, xj, args.steps)
-    row("jax_dsm langevin, cold", "included", cold, max(cold - warm, 0.0) if compile_s is None else compile_s)
-    row("jax_dsm langevin, warm", "excluded", warm)
-
     model, xt = torch_sampler(), torch.from_numpy(x0)
-    row("torch_dsm langevin (eager)", "eager", timeit(lambda: torch_dsm_sample(model, xt, args.steps), r, w))
+
+    def jax_run():
+        jax_dsm_sample(score, xj, args.steps)
+
+    notebook = "notebook's way (jit step per Langevin step)"
+    cases = [
+        (notebook, "included", lambda: notebook_sample(params, x0, args.steps), clear_jax_caches),
+        ("jax_dsm langevin, cold", "included", jax_run, clear_jax_caches),
+        ("jax_dsm langevin, warm", "excluded", jax_run, jax_run),  # set-up: one untimed run compiles it
+        ("torch_dsm langevin (eager)", "eager", lambda: torch_dsm_sample(model, xt, args.steps), None),
+    ]
+    medians = timeit_rounds(cases, args.repeats, args.warmup)
+    cold, warm = medians["jax_dsm langevin, cold"], medians["jax_dsm langevin, warm"]
+    compile_s = jax_dsm_sample_compile_s(score, xj, args.steps)
+    compiles = {
+        notebook: time_compile(lambda: notebook_langevin_step.lower(params, xj, jax.random.PRNGKey(0))),
+        "jax_dsm langevin, cold": max(cold - warm, 0.0) if compile_s is None else compile_s,
+    }
+    rows = []
+    for method, compile, *_ in cases:
+        rows.append(Row("sample", method, compile, medians[method], compiles.get(method), args.steps, flops))
+        log(f"  sample {method:<45} {medians[method]:8.3f} s"
+            + (f"  (compile {compiles[method]:.3f} s)" if method in compiles else ""))
     return rows
 
 
@@ -552,7 +582,8 @@ def machine_info(peak: float, args) -> list[str]:
         f"for its 2-core CPU); a training step of batch 8 is {train_flops(8) / 1e6:.2f} MFLOP, "
         f"a sampler step on 100 chains {mlp_flops() * 100 / 1e6:.2f} MFLOP",
         f"- training: {args.epochs} epochs × 38 steps (batch 8, 300 points); sampling: {args.chains} chains × "
-        f"{args.steps} steps; medians of {args.repeats} after {args.warmup} warm-up",
+        f"{args.steps} steps; medians of {args.repeats} rounds after {args.warmup} warm-up, the rows of a task "
+        "taking turns within each round",
         f"- dsm-torch fit defaults (torch_dsm.cli): Trainer {trainer}, DSMDataModule {torch_dsm.cli.data_defaults()}",
     ]
 
