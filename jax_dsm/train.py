@@ -110,7 +110,7 @@ class DSMModule:
         if self.tx is None:
             raise ValueError("lr_schedule=cosine: call setup(data, total_steps) before init_state")
         # jit: one compilation for the parameters and the optimiser state, instead of one per
-        # eager op (≈ 1 s of a fresh process's start).
+        # eager op (fresh process: ≈ 0.7 s against ≈ 1.4 s eagerly).
         return jax.jit(self._init_state)(key)
 
     def _init_state(self, key: jax.Array) -> TrainState:

@@ -7,7 +7,8 @@ batch is one tensor index rather than B item fetches and a collate.
 ``batches_per_step = K > 1`` groups K consecutive mini-batches into one loader item (a list of
 K ``(x,)`` tuples; the epoch's order and batch boundaries are unchanged). The ``DSMModule`` then
 takes one optimiser step per mini-batch inside a single Lightning step, so the Trainer's fixed
-cost per step is paid once per K updates: the speed setting the README recommends.
+cost per step is paid once per K updates. ``dsm-torch fit`` uses K = 64 by default
+(``torch_dsm.cli.data_defaults``); the class itself defaults to K = 1, Lightning's usual loop.
 """
 
 from __future__ import annotations
