@@ -52,7 +52,7 @@ json.dump(codes, open(os.path.join(out_dir, "codes.json"), "w"))
 CASE_NAMES = [
     "missing_file", "missing_column", "text_cell", "nan_cell", "inf_value", "fewer_than_batch", "not_2d",
     "sigma_zero", "sigma_negative", "lr_negative", "step_size_negative", "batch_size_zero", "n_steps_zero",
-    "sample_missing_weights",
+    "sample_missing_weights", "resume_without_checkpoint",
 ]
 
 
@@ -91,6 +91,8 @@ def _cases(d: Path) -> dict[str, tuple[list[str], list[str]]]:
         "n_steps_zero": (_fit(d, "m", "--model.sampler.n_steps=0"), ["sampler.n_steps must be a positive integer, got 0"]),
         "sample_missing_weights": (["sample", "--weights", str(d / "none.safetensors")],
                                    ["weights file not found", str(d / "none.safetensors")]),
+        "resume_without_checkpoint": (_fit(d, "n", "--ckpt_path=last"),
+                                      ["checkpoint not found", str(d / "n" / "checkpoints" / "last.ckpt")]),
     }
 
 

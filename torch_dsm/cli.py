@@ -30,6 +30,7 @@ from dsm_common.runs import (
     summary_line,
     weights_config,
 )
+from dsm_common.validation import DSMInputError
 from torch_dsm.data import DSMDataModule
 from torch_dsm.losses import per_level_loss
 from torch_dsm.models import ScoreMLP
@@ -107,6 +108,15 @@ class DSMLightningCLI(LightningCLI):
 
     def before_fit(self) -> None:
         check_run_dir(self.trainer.default_root_dir, "torch")
+        # Lightning only warns and trains from scratch when "last" finds nothing; say so instead
+        # (the JAX twin's Trainer.fit does the same).
+        ckpt = self.config.fit.get("ckpt_path")
+        if ckpt == "last":
+            last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            if not last.is_file():
+                raise DSMInputError(f"checkpoint not found: {last} (nothing to resume; drop --ckpt_path to start afresh)")
+        elif ckpt not in (None, "best", "hpc", "registry") and "://" not in str(ckpt) and not Path(ckpt).is_file():
+            raise DSMInputError(f"checkpoint not found: {ckpt}")
         self._fit_start = time.perf_counter()
 
     def after_fit(self) -> None:
