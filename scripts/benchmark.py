@@ -101,17 +101,7 @@ def timeit(fn, repeats: int, warmup: int, setup=None) -> float:
 
     ``setup()`` runs, untimed, before every call; ``fn`` must wait for its results itself.
     """
-    times = []
-    for i in range(warmup + repeats):
-        if setup is not None:
-            setup()
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t0
-        if i >= warmup:
-            times.append(dt)
-    return statistics.median(times)
+    return timeit_rounds([("fn", None, fn, setup)], repeats, warmup)["fn"]
 
 
 def timeit_rounds(cases, repeats: int, warmup: int) -> dict[str, float]:

@@ -73,6 +73,17 @@ def toy_left(x: np.ndarray) -> float:
     return float(metrics.mode_weights(x, ncsn_toy_mixture())[0])
 
 
+def check_toy(annealed_fn, plain_fn, n: int, seed: int, tol: float) -> None:
+    """The paper's toy with one framework's samplers: annealed within ``tol`` of ⅕ on the left, plain
+    Langevin with the σ → 0 score off by more than 0.15."""
+    s = ncsn_sampler()
+    sigmas = np.geomspace(TOY_SIGMA_MAX, s["sigmas"][-1], len(s["sigmas"]))
+    annealed = toy_left(annealed_fn(ncsn_toy_mixture(), sigmas, n, TOY_INIT, seed, s))
+    plain = toy_left(plain_fn(ncsn_toy_mixture(), float(sigmas[-1]), n, seed))
+    assert abs(annealed - 0.2) < tol, annealed
+    assert abs(plain - 0.2) > 0.15, plain
+
+
 # --- JAX ---------------------------------------------------------------------------------------
 
 
@@ -111,12 +122,7 @@ def test_seed_mixture_exact_score_jax():
 
 def test_toy_annealed_recovers_weights_plain_does_not_jax():
     """The paper's toy, 10 000 chains each: annealed within 0.02 of ⅕, plain off by more than 0.15."""
-    s = ncsn_sampler()
-    sigmas = np.geomspace(TOY_SIGMA_MAX, s["sigmas"][-1], len(s["sigmas"]))
-    annealed = toy_left(_jax_annealed(ncsn_toy_mixture(), sigmas, 10_000, TOY_INIT, 1, s))
-    plain = toy_left(_jax_plain(ncsn_toy_mixture(), float(sigmas[-1]), 10_000, 1))
-    assert abs(annealed - 0.2) < 0.02, annealed
-    assert abs(plain - 0.2) > 0.15, plain
+    check_toy(_jax_annealed, _jax_plain, 10_000, seed=1, tol=0.02)
 
 
 # --- torch -------------------------------------------------------------------------------------
@@ -156,12 +162,7 @@ def test_seed_mixture_exact_score_torch_ci_size():
 
 def test_toy_annealed_recovers_weights_plain_does_not_torch_ci_size():
     """2000 chains each: annealed within 0.04 of ⅕, plain off by more than 0.15."""
-    s = ncsn_sampler()
-    sigmas = np.geomspace(TOY_SIGMA_MAX, s["sigmas"][-1], len(s["sigmas"]))
-    annealed = toy_left(_torch_annealed(ncsn_toy_mixture(), sigmas, 2000, TOY_INIT, 3, s))
-    plain = toy_left(_torch_plain(ncsn_toy_mixture(), float(sigmas[-1]), 2000, 3))
-    assert abs(annealed - 0.2) < 0.04, annealed
-    assert abs(plain - 0.2) > 0.15, plain
+    check_toy(_torch_annealed, _torch_plain, 2000, seed=3, tol=0.04)
 
 
 @pytest.mark.slow
@@ -172,9 +173,4 @@ def test_seed_mixture_exact_score_torch_full_size():
 
 @pytest.mark.slow
 def test_toy_annealed_recovers_weights_plain_does_not_torch_full_size():
-    s = ncsn_sampler()
-    sigmas = np.geomspace(TOY_SIGMA_MAX, s["sigmas"][-1], len(s["sigmas"]))
-    annealed = toy_left(_torch_annealed(ncsn_toy_mixture(), sigmas, 10_000, TOY_INIT, 1, s))
-    plain = toy_left(_torch_plain(ncsn_toy_mixture(), float(sigmas[-1]), 10_000, 1))
-    assert abs(annealed - 0.2) < 0.02, annealed
-    assert abs(plain - 0.2) > 0.15, plain
+    check_toy(_torch_annealed, _torch_plain, 10_000, seed=1, tol=0.02)

@@ -112,9 +112,11 @@ class DSMLightningCLI(LightningCLI):
         # (the JAX twin's Trainer.fit does the same).
         ckpt = self.config.fit.get("ckpt_path")
         if ckpt == "last":
-            last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
-            if not last.is_file():
-                raise DSMInputError(f"checkpoint not found: {last} (nothing to resume; drop --ckpt_path to start afresh)")
+            # Where ModelCheckpoint writes: its own dirpath if one was given, else default_root_dir/checkpoints.
+            dirs = [cb.dirpath for cb in self.trainer.checkpoint_callbacks if cb.dirpath]
+            lasts = [Path(d) / "last.ckpt" for d in dirs or [Path(self.trainer.default_root_dir) / "checkpoints"]]
+            if not any(p.is_file() for p in lasts):
+                raise DSMInputError(f"checkpoint not found: {lasts[0]} (nothing to resume; drop --ckpt_path to start afresh)")
         elif ckpt not in (None, "best", "hpc", "registry") and "://" not in str(ckpt) and not Path(ckpt).is_file():
             raise DSMInputError(f"checkpoint not found: {ckpt}")
         self._fit_start = time.perf_counter()
