@@ -1,7 +1,7 @@
-"""The score network: an MLP ``s_θ(x)`` (SPEC §1), or ``s_θ(x, σ)`` for multiple noise scales.
+"""The score network: an MLP ``s_θ(x)`` (docs/method.md §1), or ``s_θ(x, σ)`` for multiple noise scales.
 
 Unconditional (the reference recipe): ``2 → 256 → ReLU → 256 → ReLU → 2``.
-Noise-conditional (NCSN, SPEC §3): the network sees ``(x, log σ)`` and its output is divided by
+Noise-conditional (NCSN, docs/method.md §3): the network sees ``(x, log σ)`` and its output is divided by
 σ, so ``σ s_θ(x, σ)`` is of order one at every level (arXiv 2006.09011, technique 3).
 
 Mirror: ``torch_dsm/models.py``. Layer ``i`` is ``dense_{i}`` here and ``dense[i]`` there; both
@@ -13,9 +13,31 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
+from dsm_common.init import resolve_init
+
 __all__ = ["ScoreMLP"]
+
+
+def _uniform(bound: float):
+    """Initializer of entries uniform on [−bound, bound] (torch's ``nn.Linear`` bias law)."""
+
+    def init(key: jax.Array, shape, dtype=jnp.float32) -> jnp.ndarray:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _dense_initializers(initialization: str, fan_in: int) -> dict:
+    """``kernel_init`` and ``bias_init`` of a ``nn.Dense`` of input width ``fan_in`` for a law of
+    ``dsm_common.init``: ``flax``/``native`` (Flax's own default) or ``torch`` (``nn.Linear``'s)."""
+    if resolve_init(initialization, "jax") == "flax":
+        return {"kernel_init": nn.initializers.lecun_normal(), "bias_init": nn.initializers.zeros}
+    # kaiming_uniform_(a=√5): uniform with variance 1/(3 fan_in), i.e. on ±1/√fan_in.
+    return {"kernel_init": nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+            "bias_init": _uniform(fan_in ** -0.5)}
 
 
 class ScoreMLP(nn.Module):
@@ -25,11 +47,15 @@ class ScoreMLP(nn.Module):
         hidden_dims: widths of the hidden layers, e.g. ``(256, 256)``.
         conditional: if True, the input is ``(x, log σ)`` and the output is divided by σ.
         dim: data dimension d (2).
+        initialization: law of the initial weights (``dsm_common.init``): ``flax`` or ``native``
+            (Flax's ``nn.Dense`` default), or ``torch`` (``nn.Linear``'s default: Kaiming-uniform
+            kernels with a = √5, uniform biases); drawn from the ``init`` key.
     """
 
     hidden_dims: Sequence[int] = (256, 256)
     conditional: bool = False
     dim: int = 2
+    initialization: str = "native"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, sigma: jnp.ndarray | float | None = None) -> jnp.ndarray:
@@ -46,6 +72,8 @@ class ScoreMLP(nn.Module):
             sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), x.shape[:1])[:, None]  # (B, 1)
             h = jnp.concatenate([x, jnp.log(sigma)], axis=1)  # (B, d + 1)
         for i, width in enumerate(self.hidden_dims):
-            h = nn.relu(nn.Dense(width, name=f"dense_{i}")(h))  # (B, hidden)
-        out = nn.Dense(self.dim, name=f"dense_{len(self.hidden_dims)}")(h)  # (B, d)
+            dense = nn.Dense(width, name=f"dense_{i}", **_dense_initializers(self.initialization, h.shape[-1]))
+            h = nn.relu(dense(h))  # (B, hidden)
+        out = nn.Dense(self.dim, name=f"dense_{len(self.hidden_dims)}",
+                       **_dense_initializers(self.initialization, h.shape[-1]))(h)  # (B, d)
         return out / sigma if self.conditional else out

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from dsm_common.config import SamplerConfig, check_model_options, noise_levels
 from dsm_common.datasets import Dataset2D
+from dsm_common.init import INIT_LAWS
 from dsm_common.validation import DSMInputError, check_choice, check_positive_int
 from jax_dsm.data import DSMDataModule, epoch_batches
 from jax_dsm.losses import dsm_loss, ncsn_loss
@@ -51,6 +52,10 @@ class DSMModule:
         sampler: sampler settings used after training (``dsm_common.config.SamplerConfig``).
         lr_schedule: ``constant`` (recipe) or ``cosine``: the rate decays from ``lr`` to 0 over
             the run's updates (``optax.cosine_decay_schedule``; the torch twin's LambdaLR).
+        init: law of the initial weights (``dsm_common.init``): ``native`` (this framework's
+            default), ``flax`` (truncated LeCun-normal kernels, zero biases: Flax's ``nn.Dense``
+            default, the notebook's start) or ``torch`` (Kaiming-uniform kernels with a = √5 and
+            uniform biases: ``nn.Linear``'s default). The same name gives the same law on both sides.
 
     Raises:
         DSMInputError: a non-positive σ, learning rate or L, or an unknown option.
@@ -68,14 +73,16 @@ class DSMModule:
         reduction: Literal["sum", "mean"] = "sum",
         sampler: Optional[SamplerConfig] = None,
         lr_schedule: Literal["constant", "cosine"] = "constant",
+        init: Literal["native", "flax", "torch"] = "native",
     ):
         check_model_options(sigma, lr, num_scales, optimizer, reduction)
         check_choice("model.lr_schedule", lr_schedule, ("constant", "cosine"))
+        check_choice("model.init", init, INIT_LAWS)
         self.hparams = dict(hidden_dims=list(hidden_dims), sigma=sigma, num_scales=num_scales, sigma_max=sigma_max,
                             sigma_min=sigma_min, optimizer=optimizer, lr=lr, reduction=reduction,
-                            lr_schedule=lr_schedule)
+                            lr_schedule=lr_schedule, init=init)
         self.sampler = (sampler or SamplerConfig()).validate()
-        self.model = ScoreMLP(tuple(hidden_dims), conditional=num_scales > 1)
+        self.model = ScoreMLP(tuple(hidden_dims), conditional=num_scales > 1, initialization=init)
         # A cosine schedule needs the run's length: setup(data, total_steps) builds its optimiser.
         self.tx = self.make_tx() if lr_schedule == "constant" else None
         self.sigmas = noise_levels(sigma, num_scales, sigma_max, sigma_min)  # (L,); σ₁ from data at setup
@@ -105,18 +112,25 @@ class DSMModule:
             lr = optax.cosine_decay_schedule(h["lr"], max(int(total_steps), 1))
         return optax.sgd(lr) if h["optimizer"] == "sgd" else optax.adam(lr)
 
-    def init_state(self, key: jax.Array) -> TrainState:
-        """Fresh parameters (Flax default initialisation) and optimiser state."""
+    def init_state(self, key: jax.Array, params=None) -> TrainState:
+        """The optimiser state around initial parameters.
+
+        Args:
+            key: the initialisation key; the parameters are drawn from it with ``model.init``'s law.
+            params: initial Flax ``params`` to start from instead (e.g. weights shared with the
+                torch side); ``key`` is then unused.
+        """
         if self.tx is None:
             raise ValueError("lr_schedule=cosine: call setup(data, total_steps) before init_state")
         # jit: one compilation for the parameters and the optimiser state, instead of one per
         # eager op (fresh process: ≈ 0.7 s against ≈ 1.4 s eagerly).
-        return jax.jit(self._init_state)(key)
+        return jax.jit(self._init_state)(key, params)
 
-    def _init_state(self, key: jax.Array) -> TrainState:
-        x = jnp.zeros((1, 2), jnp.float32)
-        variables = self.model.init(key, x, jnp.ones((1,)) if self.conditional else None)
-        state = TrainState.create(apply_fn=self.model.apply, params=variables["params"], tx=self.tx)
+    def _init_state(self, key: jax.Array, params=None) -> TrainState:
+        if params is None:
+            x = jnp.zeros((1, 2), jnp.float32)
+            params = self.model.init(key, x, jnp.ones((1,)) if self.conditional else None)["params"]
+        state = TrainState.create(apply_fn=self.model.apply, params=params, tx=self.tx)
         # step as an int32 array, as the compiled chunk returns it: a Python int would make the
         # second chunk's call signature differ from the first's and compile the loop twice.
         return state.replace(step=jnp.asarray(state.step, jnp.int32))
@@ -221,15 +235,19 @@ class Trainer:
         self._chunk = int(payload["epochs_per_chunk"]) if "epochs_per_chunk" in payload else None
         return state, jnp.asarray(payload["key"]), np.asarray(payload["sigmas"])
 
-    def fit(self, module: DSMModule, datamodule: DSMDataModule, seed: int = 0, ckpt_path: str | None = None) -> TrainState:
+    def fit(self, module: DSMModule, datamodule: DSMDataModule, seed: int = 0, ckpt_path: str | None = None,
+            params=None) -> TrainState:
         """Train; return the final ``TrainState``. Resumes from ``ckpt_path`` (``"last"`` or a file).
 
         Keys: ``PRNGKey(seed)`` splits into the initialisation key and the training key; each
         chunk splits the training key into the next training key and the chunk's key.
+        ``params``: initial Flax ``params`` instead of a draw from the initialisation key (the
+        training key is the same either way); what torch users do by loading weights into the
+        module before ``Trainer.fit``.
         """
         module.setup(datamodule.data, total_steps=self.max_epochs * datamodule.steps_per_epoch)
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
-        state = module.init_state(init_key)
+        state = module.init_state(init_key, params)
         self.current_epoch, self.loss_history, self._chunk = 0, [], None
         if ckpt_path is not None:
             state, key, module.sigmas = self._restore(ckpt_path, state)

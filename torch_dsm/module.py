@@ -1,7 +1,7 @@
 """The ``LightningModule``: DSM training of a score MLP, single- or multi-scale.
 
-Single scale (``num_scales = 1``, the reference recipe, SPEC §1): ``s_θ(x)`` trained with
-``dsm_loss`` at noise σ, plain SGD. Multi-scale (``num_scales > 1``, NCSN, SPEC §3): ``s_θ(x, σ)``
+Single scale (``num_scales = 1``, the reference recipe, docs/method.md §1): ``s_θ(x)`` trained with
+``dsm_loss`` at noise σ, plain SGD. Multi-scale (``num_scales > 1``, NCSN, docs/method.md §3): ``s_θ(x, σ)``
 trained with ``ncsn_loss`` over a geometric schedule from ``sigma_max`` (default: the largest
 pairwise distance in the training data) to ``sigma_min``.
 
@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from dsm_common.config import SamplerConfig, check_model_options, noise_levels
+from dsm_common.init import INIT_LAWS
 from dsm_common.validation import DSMInputError, check_choice
 from torch_dsm.losses import dsm_loss, ncsn_loss
 from torch_dsm.models import ScoreMLP
@@ -47,6 +48,10 @@ class DSMModule(L.LightningModule):
         lr_schedule: ``constant`` (recipe) or ``cosine``: the rate decays from ``lr`` to 0 over
             the run's updates (a ``LambdaLR`` stepped every update; the JAX twin's
             ``optax.cosine_decay_schedule``).
+        init: law of the initial weights (``dsm_common.init``): ``native`` (this framework's
+            default), ``flax`` (truncated LeCun-normal kernels, zero biases: Flax's ``nn.Dense``
+            default, the notebook's start) or ``torch`` (Kaiming-uniform kernels with a = √5 and
+            uniform biases: ``nn.Linear``'s default). The same name gives the same law on both sides.
 
     Raises:
         DSMInputError: a non-positive σ, learning rate or L, or an unknown option.
@@ -64,13 +69,15 @@ class DSMModule(L.LightningModule):
         reduction: Literal["sum", "mean"] = "sum",
         sampler: Optional[SamplerConfig] = None,
         lr_schedule: Literal["constant", "cosine"] = "constant",
+        init: Literal["native", "flax", "torch"] = "native",
     ):
         super().__init__()
         check_model_options(sigma, lr, num_scales, optimizer, reduction)
         check_choice("model.lr_schedule", lr_schedule, ("constant", "cosine"))
+        check_choice("model.init", init, INIT_LAWS)
         self.sampler = (sampler or SamplerConfig()).validate()
         self.save_hyperparameters(ignore=["sampler"])
-        self.model = ScoreMLP(hidden_dims, conditional=num_scales > 1)
+        self.model = ScoreMLP(hidden_dims, conditional=num_scales > 1, initialization=init)
         levels = noise_levels(sigma, num_scales, sigma_max, sigma_min)  # σ₁ from the data at setup
         self.register_buffer("sigmas", torch.tensor(levels, dtype=torch.float32))  # (L,)
         self.loss_history: list[float] = []  # mean batch loss of each finished epoch
