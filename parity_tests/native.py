@@ -2,7 +2,7 @@
 
 Torch: a ``torch.Generator`` seeded once draws x₀ ~ N(0, I) and then every step's noise inside
 ``torch_dsm.sampling.langevin``. JAX: ``PRNGKey(seed)`` split into a key for x₀ and a key for the
-steps of ``jax_dsm.sampling.langevin``. The two streams never match (SPEC §6), so only the laws of
+steps of ``jax_dsm.sampling.langevin``. The two streams never match (docs/parity.md), so only the laws of
 the results are compared.
 """
 
@@ -24,7 +24,7 @@ import torch_dsm.weights as tw
 from dsm_common.mixtures import GaussianMixture
 from parity_tests.devices import Device
 
-__all__ = ["torch_langevin", "jax_langevin", "torch_score", "jax_score"]
+__all__ = ["torch_langevin", "jax_langevin", "torch_annealed", "jax_annealed", "torch_score", "jax_score"]
 
 
 def torch_score(dev: Device, params: dict | None = None, mixture: GaussianMixture | None = None) -> Callable:
@@ -57,4 +57,26 @@ def jax_langevin(score: Callable, n: int, step_size: float, n_steps: int, seed: 
         key_x0, key_steps = jax.random.split(jax.random.PRNGKey(seed))
         x0 = jax.random.normal(key_x0, (n, 2))
         x, _ = js.langevin(score, x0, step_size, n_steps, key=key_steps)
+        return np.asarray(x)
+
+
+def torch_annealed(score: Callable, n: int, sigmas, step_size: float, n_steps_each: int, init_scale: float,
+                   denoise: bool, seed: int, dev: Device) -> np.ndarray:
+    """``n`` chains of annealed Langevin from U[−init_scale, init_scale]², torch's RNG; (n, 2) float32."""
+    gen = torch.Generator(device=dev.torch).manual_seed(seed)
+    x0 = (2 * torch.rand((n, 2), generator=gen, device=dev.torch) - 1) * init_scale
+    sigmas = torch.as_tensor(np.asarray(sigmas), dtype=torch.float32, device=dev.torch)
+    with torch.inference_mode():
+        x, _ = ts.annealed_langevin(score, x0, sigmas, step_size, n_steps_each, denoise=denoise, generator=gen)
+    return x.cpu().numpy()
+
+
+def jax_annealed(score: Callable, n: int, sigmas, step_size: float, n_steps_each: int, init_scale: float,
+                 denoise: bool, seed: int, dev: Device) -> np.ndarray:
+    """``n`` chains of annealed Langevin from U[−init_scale, init_scale]², JAX's RNG; (n, 2) float32."""
+    with jax.default_device(dev.jax):
+        key_x0, key_steps = jax.random.split(jax.random.PRNGKey(seed))
+        x0 = jax.random.uniform(key_x0, (n, 2), minval=-init_scale, maxval=init_scale)
+        sigmas = jax.numpy.asarray(np.asarray(sigmas), jax.numpy.float32)
+        x, _ = js.annealed_langevin(score, x0, sigmas, step_size, n_steps_each, key=key_steps, denoise=denoise)
         return np.asarray(x)
