@@ -23,7 +23,7 @@ __all__ = ["SamplerConfig", "geometric_sigmas", "check_model_options"]
 
 @dataclass
 class SamplerConfig:
-    """Langevin sampler settings (SPEC §1 defaults: 100 chains, ε = 0.01, 10 000 steps).
+    """Langevin sampler settings (docs/method.md §1 defaults: 100 chains, ε = 0.01, 10 000 steps).
 
     Attributes:
         n_chains: number of independent chains (= samples returned).

@@ -3,7 +3,7 @@
 Built-in names:
 
 * ``seed_mixture`` (the default): the reference recipe's 300 points, 100 from N((−10, 1), I) and
-  200 from N((10, 0), I), drawn from ``numpy.random.default_rng(seed)`` (SPEC §1). Its law is a
+  200 from N((10, 0), I), drawn from ``numpy.random.default_rng(seed)`` (docs/method.md §1). Its law is a
   Gaussian mixture, so it has an exact score.
 * ``old_faithful``: 272 eruptions of the Old Faithful geyser (eruption length, waiting time, in
   minutes; R ``datasets::faithful``), shipped with the package. Standardised for training.

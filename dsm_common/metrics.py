@@ -1,4 +1,4 @@
-"""Sample-quality metrics on numpy arrays (SPEC §5), the same for both frameworks."""
+"""Sample-quality metrics on numpy arrays (docs/method.md §5), the same for both frameworks."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def mode_weights(samples: np.ndarray, mixture: GaussianMixture) -> np.ndarray:
 
 
 def gap_mass(samples: np.ndarray, half_width: float = 5.0) -> float:
-    """Fraction of samples with ``|x₁| < half_width`` (the seed mixture's empty middle, SPEC §5)."""
+    """Fraction of samples with ``|x₁| < half_width`` (the seed mixture's empty middle, docs/method.md §5)."""
     return float(np.mean(np.abs(np.asarray(samples)[:, 0]) < half_width))
 
 
@@ -116,7 +116,7 @@ def fisher_divergence(
     n: int,
     rng: np.random.Generator,
 ) -> float:
-    """Relative Fisher divergence ``E‖s_θ(x) − ∇log p(x)‖² / E‖∇log p(x)‖²``, x ~ p (SPEC §5).
+    """Relative Fisher divergence ``E‖s_θ(x) − ∇log p(x)‖² / E‖∇log p(x)‖²``, x ~ p (docs/method.md §5).
 
     Args:
         score_fn: the learned score, (n, d) float array → (n, d).

@@ -1,4 +1,4 @@
-"""Gaussian mixtures and their exact (noised) scores: the oracle of SPEC §2.
+"""Gaussian mixtures and their exact (noised) scores: the oracle of docs/method.md §2.
 
 A mixture ``p = Σ_k w_k N(μ_k, Σ_k)`` convolved with ``N(0, σ² I)`` is again a mixture,
 ``p_σ = Σ_k w_k N(μ_k, C_k)`` with ``C_k = Σ_k + σ² I``. Its score is
@@ -97,7 +97,7 @@ class GaussianMixture:
     def score(self, x: np.ndarray) -> np.ndarray:
         """Exact score ``∇_x log p(x)`` at points ``x`` of shape (n, d); returns (n, d) float64.
 
-        ``Σ_k r_k(x) C_k⁻¹ (μ_k − x)`` with responsibilities from log-sum-exp (SPEC §2).
+        ``Σ_k r_k(x) C_k⁻¹ (μ_k − x)`` with responsibilities from log-sum-exp (docs/method.md §2).
         """
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         r = self.responsibilities(x)  # (n, K)
@@ -123,16 +123,16 @@ class GaussianMixture:
         return GaussianMixture(self.weights, (self.means - shift) / scale, d @ self.covs @ d)
 
 
-# The reference recipe's data law (SPEC §1): ⅓ N((−10, 1), I) + ⅔ N((10, 0), I).
+# The reference recipe's data law (docs/method.md §1): ⅓ N((−10, 1), I) + ⅔ N((10, 0), I).
 SEED_MEANS = np.array([[-10.0, 1.0], [10.0, 0.0]])
 SEED_COUNTS = (100, 200)
 
 
 def seed_mixture() -> GaussianMixture:
-    """The reference recipe's data law Υ = ⅓ N((−10, 1), I) + ⅔ N((10, 0), I) (SPEC §1)."""
+    """The reference recipe's data law Υ = ⅓ N((−10, 1), I) + ⅔ N((10, 0), I) (docs/method.md §1)."""
     return GaussianMixture(np.array([1 / 3, 2 / 3]), SEED_MEANS, np.eye(2))
 
 
 def ncsn_toy_mixture() -> GaussianMixture:
-    """⅕ N((−5, −5), I) + ⅘ N((5, 5), I): the toy of arXiv 1907.05600 (SPEC §3)."""
+    """⅕ N((−5, −5), I) + ⅘ N((5, 5), I): the toy of arXiv 1907.05600 (docs/method.md §3)."""
     return GaussianMixture(np.array([0.2, 0.8]), np.array([[-5.0, -5.0], [5.0, 5.0]]), np.eye(2))

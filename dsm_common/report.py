@@ -34,7 +34,7 @@ def sample_metrics(
     rng: np.random.Generator,
     score_fn: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of SPEC §5 for ``samples`` (n, 2), training space, against ``p ∗ N(0, σ² I)``.
+    """Metrics of docs/method.md §5 for ``samples`` (n, 2), training space, against ``p ∗ N(0, σ² I)``.
 
     Energy distances are in data units, against ``n`` fresh target draws, beside the distance
     between two independent sets of ``n`` target draws. For data with no known law (Old
@@ -60,7 +60,7 @@ def sample_metrics(
         "split_half_energy": None,
     }
     if ds.mixture is None and n >= len(ds) // 2 >= 2 and np.isfinite(data_units).all():
-        # Data with no known law: samples against random halves of the data (issue 6), own stream.
+        # Data with no known law: samples against random halves of the data (docs/method.md §5), own stream.
         out["split_half_energy"] = metrics.split_half_energy_check(data_units, ds.to_data_units(ds.points))
     mix = _data_units_mixture(ds, target_sigma)
     if mix is not None:

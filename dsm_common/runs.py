@@ -58,7 +58,7 @@ def run_samplers(cfg: SamplerConfig, sigmas: np.ndarray, conditional: bool, samp
 
     * Main run: ``cfg.n_chains`` chains from ``cfg.initial_states`` (numpy, seed ``cfg.seed``),
       timed (``sample_seconds``, compilation included for JAX).
-    * Trajectory demo (SPEC §1): one chain from the origin, ``trajectory_steps`` steps of size
+    * Trajectory demo (docs/method.md §1): one chain from the origin, ``trajectory_steps`` steps of size
       ``trajectory_step_size`` (annealed: split evenly over the levels), every
       ``trajectory_keep_every``-th state kept, origin first.
     * Multi-scale models: plain Langevin with ``s(x, σ_L)`` from the same initial states, step

@@ -1,4 +1,4 @@
-"""The canonical, framework-neutral weight layout and its ``.safetensors`` file (SPEC §6).
+"""The canonical, framework-neutral weight layout and its ``.safetensors`` file (docs/parity.md).
 
 An MLP of ``n`` dense layers is a flat dict of float32 numpy arrays::
 

@@ -1,4 +1,4 @@
-"""Denoising score matching losses (Vincent 2011; SPEC §1 and §3).
+"""Denoising score matching losses (Vincent 2011; docs/method.md §1 and §3).
 
 Mirror: ``torch_dsm/losses.py``. Noise is drawn per point and per coordinate from a
 ``jax.random`` key, or passed in, so the two frameworks can be fed the same numpy draws.
@@ -36,7 +36,7 @@ def dsm_loss(
     reduction: str = "sum",
     mask: jnp.ndarray | None = None,
 ) -> jnp.ndarray:
-    """Single-scale DSM loss ``Σ_i ‖s_θ(x_i + σ z_i) + z_i/σ‖²`` (SPEC §1).
+    """Single-scale DSM loss ``Σ_i ‖s_θ(x_i + σ z_i) + z_i/σ‖²`` (docs/method.md §1).
 
     Args:
         score_fn: the score network, (B, d) → (B, d).

@@ -1,4 +1,4 @@
-"""Exact scores of Gaussian mixtures in JAX, for samplers that need no training (SPEC §2).
+"""Exact scores of Gaussian mixtures in JAX, for samplers that need no training (docs/method.md §2).
 
 Mirror: ``torch_dsm/mixtures.py``; the numpy oracle is ``dsm_common.mixtures``.
 """

@@ -1,4 +1,4 @@
-"""Langevin samplers: Euler–Maruyama Langevin dynamics and annealed Langevin (SPEC §1, §3).
+"""Langevin samplers: Euler–Maruyama Langevin dynamics and annealed Langevin (docs/method.md §1, §3).
 
     x_{k+1} = x_k + (ε/2) s(x_k) + √ε z_k,    z_k ~ N(0, I)
 

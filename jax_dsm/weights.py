@@ -1,4 +1,4 @@
-"""Flax ⇄ canonical weight layout ⇄ ``.safetensors`` (SPEC §6).
+"""Flax ⇄ canonical weight layout ⇄ ``.safetensors`` (docs/parity.md).
 
 Flax's ``Dense`` kernel is already (in, out), as in the canonical layout.
 Mirror: ``torch_dsm/weights.py``.

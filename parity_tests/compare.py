@@ -5,14 +5,14 @@ through the canonical layout, noise passed in) on one :class:`Device` and return
 :class:`Result` rows ``(max_abs, rel, bound)``. The tests (``test_values.py``) assert the rows
 and ``scripts/parity_report.py`` prints them, so every number is computed by one piece of code.
 
-Bounds (SPEC §6, float32):
+Bounds (docs/parity.md, float32):
 
 * forward pass, losses, gradients, exact scores: max-abs ≤ 1e-5 × the magnitude of the
   quantity (``rel = max_abs / max |value|``, the larger of the two sides);
 * weights after SGD steps (1, 100, and the two training loops): max-abs ≤ 1e-5;
 * sampler states after 1000 steps (Langevin, annealed Langevin): max-abs ≤ 1e-4.
 
-No bound is looser than SPEC §6.
+No bound is looser than docs/parity.md.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ from parity_tests.fixture_data import weight_set
 
 __all__ = ["Result", "COMPARISONS", "run_all", "BOUND_REL", "BOUND_SGD", "BOUND_SAMPLER"]
 
-BOUND_REL = 1e-5  # forward, loss, gradients, exact score: relative to the magnitude (SPEC §6)
-BOUND_SGD = 1e-5  # weights after SGD steps, max-abs (SPEC §6)
-BOUND_SAMPLER = 1e-4  # sampler states after 1000 steps, max-abs (SPEC §6)
+BOUND_REL = 1e-5  # forward, loss, gradients, exact score: relative to the magnitude (docs/parity.md)
+BOUND_SGD = 1e-5  # weights after SGD steps, max-abs (docs/parity.md)
+BOUND_SAMPLER = 1e-4  # sampler states after 1000 steps, max-abs (docs/parity.md)
 
 Fixtures = dict[str, np.ndarray]
 
@@ -68,7 +68,7 @@ class Result:
         scale: max |value| over both sides (the magnitude of the quantity).
         bound: the tolerance.
         bound_on: ``"rel"`` (bound on max_abs / scale) or ``"abs"`` (bound on max_abs).
-        note: the reason for a bound looser than SPEC §6 (none is at present).
+        note: the reason for a bound looser than docs/parity.md (none is at present).
     """
 
     quantity: str

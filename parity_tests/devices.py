@@ -1,4 +1,4 @@
-"""Devices of the parity suite and full float32 on both sides (SPEC §6, GPUs).
+"""Devices of the parity suite and full float32 on both sides (docs/parity.md, GPUs).
 
 A :class:`Device` names where *both* frameworks compute: ``cpu`` always, ``cuda`` when torch sees a
 CUDA GPU and JAX has a ``gpu`` device. Before any comparison both sides are put in full float32:

@@ -3,9 +3,9 @@
 Everything here is numpy only, drawn from one ``numpy.random.Generator`` (PCG64) seed, with
 elementwise arithmetic only (no BLAS calls), so the file is bit-for-bit reproducible:
 ``scripts/make_fixtures.py`` writes it and ``test_fixtures.py`` regenerates it and compares.
-Both frameworks consume exactly these arrays (SPEC §6: weights are copied, noise is passed in).
+Both frameworks consume exactly these arrays (docs/parity.md: weights are copied, noise is passed in).
 
-Contents (all float32 unless said; ``W.`` is a canonical weight set, SPEC §6 layout
+Contents (all float32 unless said; ``W.`` is a canonical weight set, docs/parity.md layout
 ``dense_{i}.kernel`` (in, out) / ``dense_{i}.bias`` (out,)):
 
 * ``init.*``   the recipe's score MLP 2 → 256 → 256 → 2, drawn like torch's default

@@ -1,4 +1,4 @@
-"""Calibrated two-sample tests for distribution parity (SPEC §6).
+"""Calibrated two-sample tests for distribution parity (docs/parity.md).
 
 :func:`two_sample_battery` compares two samples of 2-D points with a fixed family of checks:
 
@@ -27,7 +27,7 @@ from dsm_common.mixtures import GaussianMixture
 
 __all__ = ["Check", "Battery", "two_sample_battery", "FAMILY_ALPHA"]
 
-FAMILY_ALPHA = 1e-4  # SPEC §6: family-wise false-alarm rate of one test
+FAMILY_ALPHA = 1e-4  # docs/parity.md: family-wise false-alarm rate of one test
 
 
 @dataclass(frozen=True)

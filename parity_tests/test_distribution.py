@@ -1,4 +1,4 @@
-"""Distribution parity with each framework's own random numbers (SPEC §6).
+"""Distribution parity with each framework's own random numbers (docs/parity.md).
 
 The Langevin sampler of each framework, started and driven by its own RNG (fixed seeds), on
 n = 10 000 chains, with (a) the exact score of Υ_σ (no training) and (b) one fixed set of

@@ -1,4 +1,4 @@
-"""Value parity with shared inputs (SPEC §6): every quantity of ``compare.py`` on every device.
+"""Value parity with shared inputs (docs/parity.md): every quantity of ``compare.py`` on every device.
 
 The measured numbers and bounds are those of ``scripts/parity_report.py`` (the same functions).
 """

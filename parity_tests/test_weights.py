@@ -1,4 +1,4 @@
-"""Weight conversion both ways through the canonical layout and ``.safetensors`` (SPEC §6)."""
+"""Weight conversion both ways through the canonical layout and ``.safetensors`` (docs/parity.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Speed of the reference recipe (SPEC §1) in every way this project offers, side by side.
+"""Speed of the reference recipe (docs/method.md §1) in every way this project offers, side by side.
 
     python scripts/benchmark.py                        # full recipe, 5 repeats after 1 warm-up
     python scripts/benchmark.py --scaling --scaling-png scaling.png --out table.md
@@ -6,7 +6,7 @@
     python scripts/benchmark.py --quick                # tiny sizes (the smoke test runs this)
 
 One invocation, one machine, one process (plus one small process per framework for the memory
-check), CPU only (JAX_PLATFORMS=cpu, Lightning accelerator="cpu"). Following SPEC §7 it prints
+check), CPU only (JAX_PLATFORMS=cpu, Lightning accelerator="cpu"). Following docs/speed.md it prints
 Markdown tables of medians over ``--repeats`` rounds after ``--warmup`` untimed rounds (the rows
 of a task take turns within each round, so a drifting machine skews no ratio), ratios to
 the notebook's way measured in the same run, and the fraction of the arithmetic ceiling (MLP
@@ -85,9 +85,9 @@ from torch_dsm.models import ScoreMLP as TorchScoreMLP
 from torch_dsm.module import DSMModule as TorchDSMModule
 from torch_dsm.sampling import langevin as torch_langevin
 
-# The reference recipe (SPEC §1).
+# The reference recipe (docs/method.md §1).
 SIGMA, LR, BATCH, HIDDEN, EPS = 3.0, 1e-5, 8, (256, 256), 0.01
-NOTEBOOK_SECONDS = {"train": 12.5, "sample": 2.7}  # SPEC §1: the unchanged notebook, 2-core CPU
+NOTEBOOK_SECONDS = {"train": 12.5, "sample": 2.7}  # docs/method.md §1: the unchanged notebook, 2-core CPU
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -568,7 +568,7 @@ def machine_info(peak: float, args) -> list[str]:
         f"- python {platform.python_version()}, numpy {np.__version__}, jax {jax.__version__} ({jax.default_backend()}), "
         f"flax {flax.__version__}, optax {optax.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), lightning {lightning.__version__}",
-        f"- ceiling: numpy float32 {args.matmul}×{args.matmul} matmul, {peak:.1f} GFLOP/s (SPEC §7 quotes ≈ 190 "
+        f"- ceiling: numpy float32 {args.matmul}×{args.matmul} matmul, {peak:.1f} GFLOP/s (docs/speed.md quotes ≈ 190 "
         f"for its 2-core CPU); a training step of batch 8 is {train_flops(8) / 1e6:.2f} MFLOP, "
         f"a sampler step on 100 chains {mlp_flops() * 100 / 1e6:.2f} MFLOP",
         f"- training: {args.epochs} epochs × 38 steps (batch 8, 300 points); sampling: {args.chains} chains × "
@@ -585,7 +585,7 @@ def report(args, peak, rows, memory, scaling) -> str:
                   "compile: *included* = JAX caches cleared before every repeat, as in a fresh process; *compile s* = "
                   "trace + lower + XLA compile of the row's jitted function(s), timed on its own. × notebook = notebook "
                   "time / row time, same task. % of ceiling = MLP FLOPs / time / the matmul rate above. "
-                  f"SPEC §1's unchanged notebook: train {NOTEBOOK_SECONDS['train']} s, sample "
+                  f"docs/method.md §1's unchanged notebook: train {NOTEBOOK_SECONDS['train']} s, sample "
                   f"{NOTEBOOK_SECONDS['sample']} s on its 2-core CPU.", ""]
     if memory:
         parts += ["### Memory: one sampler run in its own process", "", memory, "",

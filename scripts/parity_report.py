@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Print the cross-framework parity table: per quantity and device, the max-abs and relative
-differences between torch_dsm and jax_dsm on the shared fixtures, and the bound (SPEC §6).
+differences between torch_dsm and jax_dsm on the shared fixtures, and the bound (docs/parity.md).
 
 The numbers come from ``parity_tests/compare.py``, the same functions the tests assert, so the
 table and the suite can never disagree. Exit status 1 when a row exceeds its bound.
@@ -58,7 +58,7 @@ def markdown(results: list[Result], devices: list[str]) -> str:
         lines.append(f"| {r.quantity} | {r.device} | {r.max_abs:.2e} | {r.rel:.2e} | {bound} | {'yes' if r.ok else '**NO**'} |")
     lines += [
         "",
-        "Relative diff = max-abs diff / max |value| over both sides. Bounds: SPEC §6 (float32; forward, loss,",
+        "Relative diff = max-abs diff / max |value| over both sides. Bounds: docs/parity.md (float32; forward, loss,",
         "gradients and exact scores relative to the magnitude of the quantity; weights after SGD steps and",
         "sampler states max-abs). Full float32 matmuls on both sides (JAX default matmul precision `highest`,",
         "torch TF32 off). Produced by `scripts/parity_report.py` from `parity_tests/compare.py`.",

@@ -23,7 +23,7 @@ OLD_FAITHFUL_CSV = REPO / "dsm_common" / "data" / "old_faithful.csv"
 # The machine is shared (2 cores): one BLAS/OpenMP thread per process is faster than two fighting.
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
-# Files a finished `fit` writes into its run directory (issue 2).
+# Files a finished `fit` writes into its run directory.
 RUN_FILES = (
     "weights.safetensors",
     "samples.npy",
@@ -103,7 +103,7 @@ def resample_training_space(weights: Path, n_chains: int, n_steps: int, step_siz
     """Re-run the fit's main sampler from a weight file, independently of the CLI's reporting code.
 
     Initial states N(0, I) from ``numpy.random.default_rng(seed)`` (``SamplerConfig.initial_states``,
-    SPEC §1 x₀ ~ N(0, I)), torch noise from ``torch.Generator().manual_seed(seed)``; returns the final
+    docs/method.md §1 x₀ ~ N(0, I)), torch noise from ``torch.Generator().manual_seed(seed)``; returns the final
     states (n_chains, 2) in training space.
     """
     import torch

@@ -2,7 +2,7 @@
 
 It checks that the script runs and that its Markdown tables are well formed: header, separator,
 one row per expected method, numbers where numbers belong, positive ratios. It never asserts a
-time (SPEC §7). The main table runs in CI; memory and scaling (two more processes, more
+time (docs/speed.md). The main table runs in CI; memory and scaling (two more processes, more
 compilation) are marked slow.
 """
 

@@ -111,7 +111,7 @@ def test_seed_mixture_counts_and_determinism():
     np.testing.assert_allclose(right.mean(0), [10.0, 0.0], atol=4 / np.sqrt(200))
     np.testing.assert_array_equal(load_dataset("seed_mixture", seed=0).points, ds.points)  # same seed, same points
     assert not np.array_equal(load_dataset("seed_mixture", seed=1).points, ds.points)
-    # Not standardised, so training space = data units; the law is the mixture of SPEC §1.
+    # Not standardised, so training space = data units; the law is the mixture of docs/method.md §1.
     np.testing.assert_array_equal(ds.shift, [0, 0])
     np.testing.assert_array_equal(ds.scale, [1, 1])
     np.testing.assert_allclose(ds.mixture.weights, [1 / 3, 2 / 3])

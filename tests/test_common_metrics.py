@@ -1,4 +1,4 @@
-"""Metrics of SPEC §5 on hand-made arrays (dsm_common.metrics)."""
+"""Metrics of docs/method.md §5 on hand-made arrays (dsm_common.metrics)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The exact-score oracle (SPEC §2): dsm_common.mixtures.GaussianMixture."""
+"""The exact-score oracle (docs/method.md §2): dsm_common.mixtures.GaussianMixture."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_seed_score_at_origin_by_hand():
 
 
 def test_log_density_of_seed_mixture_by_hand():
-    """The 2-D normal density is (1/(2π c)) exp(−‖x − μ‖²/(2c)) per component (SPEC §1's fix)."""
+    """The 2-D normal density is (1/(2π c)) exp(−‖x − μ‖²/(2c)) per component (docs/method.md §1's fix)."""
     target = seed_mixture().convolve(3.0)  # c = 10
     x = np.array([[1.0, 2.0]])
     p = (1 / 3) * np.exp(-((11**2 + 1**2) / 20)) / (2 * np.pi * 10) + (2 / 3) * np.exp(-((9**2 + 2**2) / 20)) / (

@@ -1,8 +1,8 @@
-"""``dsm-jax`` end to end (issue 3): few-epoch runs on every built-in data set and a CSV file,
+"""``dsm-jax`` end to end: few-epoch runs on every built-in data set and a CSV file,
 sampling from saved weights of either framework, every bad input, and import isolation.
 
 Sample values are checked, not just shapes: the samples a run writes are recomputed here with a
-float64 numpy MLP from the run's own weight file, the numpy recursion of SPEC §1, the seeded
+float64 numpy MLP from the run's own weight file, the numpy recursion of docs/method.md §1, the seeded
 initial states and the per-step normal draws of the documented key schedule (one key per chunk,
 split once per step), then mapped to data units with the data set's mean and standard deviation
 computed here from the raw file.
@@ -32,7 +32,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "JAX_DEFAU
 
 @pytest.fixture(autouse=True, scope="module")
 def _full_float32_matmuls():
-    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (SPEC §6), about
+    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (docs/parity.md), about
     1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
     with jax.default_matmul_precision("highest"):
         yield
@@ -80,7 +80,7 @@ def expected_samples(weights: Path, n_chains: int, seed: int = 0, n_steps: int =
 def assert_samples_match(samples: np.ndarray, candidates: list[np.ndarray], shift, scale) -> None:
     """``samples`` (data units) equal one of the recomputed candidates mapped to data units.
     float32 network and updates against float64 over 50 steps: 1e-4 absolute in training space
-    (SPEC §6 allows 1e-4 after 1000 steps), times the axis scale in data units."""
+    (docs/parity.md allows 1e-4 after 1000 steps), times the axis scale in data units."""
     errors = [np.abs(samples - (c * scale + shift)).max() / np.max(scale) for c in candidates]
     assert min(errors) < 1e-4, errors
 

@@ -1,4 +1,4 @@
-"""DSM loss of the JAX side (issue 3) on hand-computed cases, and the padding mask.
+"""DSM loss of the JAX side on hand-computed cases, and the padding mask.
 
 Hand case (worked out on paper, every number exact in float32): σ = 2, score s(x) = −x/4,
 x = [[1, 0], [0, 2]], z = [[1, −1], [0.5, 0]]:
@@ -27,7 +27,7 @@ SIGMA = 2.0
 
 @pytest.fixture(autouse=True, scope="module")
 def _full_float32_matmuls():
-    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (SPEC §6), about
+    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (docs/parity.md), about
     1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
     with jax.default_matmul_precision("highest"):
         yield
@@ -101,7 +101,7 @@ def test_dsm_loss_mlp_against_numpy(reduction):
     x_tilde = x.astype(np.float64) + sigma * z
     per_point = np.sum((_numpy_mlp(variables["params"], x_tilde) + z / sigma) ** 2, axis=1)
     expected = per_point.sum() if reduction == "sum" else per_point.mean()
-    # float32 forward against float64: ~1e-6 relative per operation; 1e-5 relative (SPEC §6).
+    # float32 forward against float64: ~1e-6 relative per operation; 1e-5 relative (docs/parity.md).
     assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
@@ -135,7 +135,7 @@ def test_mask_gives_exactly_the_short_batch(reduction):
     x_tilde = x_short.astype(np.float64) + 3.0 * z_short
     per_point = np.sum((_numpy_mlp(params, x_tilde) + z_short / 3.0) ** 2, axis=1)
     expected = per_point.sum() if reduction == "sum" else per_point.mean()
-    assert float(v_pad) == pytest.approx(expected, rel=1e-5)  # float32 vs float64 (SPEC §6)
+    assert float(v_pad) == pytest.approx(expected, rel=1e-5)  # float32 vs float64 (docs/parity.md)
 
 
 def test_noise_drawn_from_key_is_per_point_and_coordinate():

@@ -1,11 +1,11 @@
-"""Langevin samplers and exact mixture scores of the JAX side (issue 3), against numpy.
+"""Langevin samplers and exact mixture scores of the JAX side, against numpy.
 
 * ``langevin`` with injected noise against the numpy recursion x_{k+1} = x_k + (ε/2) s(x_k) + √ε z_k
-  (SPEC §1), with keep_every, and chunked (progress=True) equal to one chunk.
-* ``annealed_langevin`` against the numpy recursion of SPEC §3 (paper form, α_i = ε σ_i²/σ_L²)
+  (docs/method.md §1), with keep_every, and chunked (progress=True) equal to one chunk.
+* ``annealed_langevin`` against the numpy recursion of docs/method.md §3 (paper form, α_i = ε σ_i²/σ_L²)
   and the final denoising step x ← x + σ_L² s(x, σ_L).
-* ``mixture_score`` against the float64 numpy oracle ``GaussianMixture.score`` (SPEC §2).
-* Exact-score Langevin on Υ_σ reproducing the reference points of SPEC §2.
+* ``mixture_score`` against the float64 numpy oracle ``GaussianMixture.score`` (docs/method.md §2).
+* Exact-score Langevin on Υ_σ reproducing the reference points of docs/method.md §2.
 * The compiled scan is not retraced from chunk to chunk.
 """
 
@@ -26,7 +26,7 @@ from jax_dsm.sampling import annealed_langevin, chunk_length, langevin
 
 @pytest.fixture(autouse=True, scope="module")
 def _full_float32_matmuls():
-    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (SPEC §6), about
+    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (docs/parity.md), about
     1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
     with jax.default_matmul_precision("highest"):
         yield
@@ -44,7 +44,7 @@ def numpy_mlp(params: dict, x: np.ndarray) -> np.ndarray:
 
 
 def numpy_langevin(score, x0, eps, noise, keep_every=0):
-    """The recursion of SPEC §1 in float64; returns (final, kept states after every k-th step)."""
+    """The recursion of docs/method.md §1 in float64; returns (final, kept states after every k-th step)."""
     x = np.asarray(x0, np.float64)
     kept = []
     for k, z in enumerate(np.asarray(noise, np.float64)):
@@ -95,7 +95,7 @@ def test_langevin_mlp_score_with_keep_every(mlp):
                        keep_every=keep)
     ref, ref_kept = numpy_langevin(lambda x: numpy_mlp(variables["params"], x), x0, eps, noise, keep)
     assert kept.shape == (n_steps // keep, 10, 2)
-    # SPEC §6: sampler states ≤ 1e-4 after 1000 steps with shared noise; 200 steps here.
+    # docs/parity.md: sampler states ≤ 1e-4 after 1000 steps with shared noise; 200 steps here.
     np.testing.assert_allclose(np.asarray(kept), ref_kept, rtol=0, atol=1e-4)
     np.testing.assert_allclose(np.asarray(x), ref, rtol=0, atol=1e-4)
     np.testing.assert_array_equal(np.asarray(kept[-1]), np.asarray(x))  # the last kept state is the final one
@@ -203,7 +203,7 @@ def test_annealed_langevin_against_numpy(denoise, keep_every):
     if denoise:
         ref = ref + sigmas[-1] ** 2 * mix.convolve(sigmas[-1]).score(ref)
 
-    # 150 steps of a contracting map with float32 noise and scores: SPEC §6 sampler bound 1e-4.
+    # 150 steps of a contracting map with float32 noise and scores: docs/parity.md sampler bound 1e-4.
     np.testing.assert_allclose(np.asarray(x), ref, rtol=0, atol=1e-4)
     if keep_every:
         assert kept.shape == (len(sigmas) * t_each // keep_every, n, 2)
@@ -238,7 +238,7 @@ def test_mixture_score_against_numpy_oracle(sigma):
     x = np.concatenate([rng.uniform(-10, 10, (200, 2)), mix.sample(100, rng)]).astype(np.float32)
     got = np.asarray(jax.jit(mixture_score(mix))(jnp.asarray(x), sigma))
     want = mix.convolve(sigma).score(x.astype(np.float64)) if sigma else mix.score(x.astype(np.float64))
-    # float32 against float64: 1e-5 relative to the score's magnitude (SPEC §6), plus 1e-5 absolute
+    # float32 against float64: 1e-5 relative to the score's magnitude (docs/parity.md), plus 1e-5 absolute
     # where responsibilities switch (their softmax is float32).
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
@@ -271,11 +271,11 @@ def test_mixture_score_far_from_the_modes_is_finite_and_exact():
 
 
 # ---------------------------------------------------------------------------------------------
-# SPEC §2 reference points
+# docs/method.md §2 reference points
 
 
 def test_exact_score_langevin_reproduces_spec_reference_points():
-    """2000 chains from N(0, I), exact score of Υ_σ (σ = 3), ε = 0.01, 10 000 steps (SPEC §2):
+    """2000 chains from N(0, I), exact score of Υ_σ (σ = 3), ε = 0.01, 10 000 steps (docs/method.md §2):
     59.7 % right (x₁ > 0) and 6.7 % in the gap |x₁| < 5. Binomial standard errors at n = 2000:
     √(0.597·0.403/2000) = 1.10 % and √(0.067·0.933/2000) = 0.56 %; the bound is 4 SE of one
     estimate (4.4 and 2.2 points). 59.7 % + 4.4 < 66.7 %, so the true weight of Υ_σ is excluded:

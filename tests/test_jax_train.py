@@ -1,4 +1,4 @@
-"""JAX training loop, checkpoints and weight files (issue 3).
+"""JAX training loop, checkpoints and weight files.
 
 * The epoch's batches: ceil(N/B) steps, every point once, the short last batch masked.
 * The compiled chunk is compiled once per run shape (no retracing per epoch or chunk).
@@ -35,7 +35,7 @@ SMALL = dict(hidden_dims=[32, 32], lr=1e-4)  # small model, larger lr so that ep
 
 @pytest.fixture(autouse=True, scope="module")
 def _full_float32_matmuls():
-    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (SPEC §6), about
+    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (docs/parity.md), about
     1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
     with jax.default_matmul_precision("highest"):
         yield
@@ -53,7 +53,7 @@ def _assert_trees_identical(a, b):
 
 
 def test_epoch_batches_cover_every_point_once_with_a_masked_short_batch():
-    """300 points in batches of 8 (SPEC §1): 38 steps, the last holding 4 real points."""
+    """300 points in batches of 8 (docs/method.md §1): 38 steps, the last holding 4 real points."""
     idx, mask = epoch_batches(jax.random.PRNGKey(0), 300, 8)
     idx, mask = np.asarray(idx), np.asarray(mask)
     assert idx.shape == mask.shape == (38, 8)
@@ -204,7 +204,7 @@ def test_safetensors_round_trip_is_exact(tmp_path, conditional):
     config = {"framework": "jax", "model": {"hidden_dims": [16, 8]}, "sigmas": [3.0], "epochs": 7}
     path = save_weights(tmp_path / "w.safetensors", variables, config)
 
-    raw = load_file(str(path))  # the file itself: canonical names and (in, out) kernels (SPEC §6)
+    raw = load_file(str(path))  # the file itself: canonical names and (in, out) kernels (docs/parity.md)
     width_in = 3 if conditional else 2
     assert {k: v.shape for k, v in raw.items()} == {
         "dense_0.kernel": (width_in, 16), "dense_0.bias": (16,),

@@ -1,4 +1,4 @@
-"""The NCSN configurations of issue 6 run through both command lines, and their optimiser schedule.
+"""The NCSN configurations (configs/ncsn*.yaml) run through both command lines, and their optimiser schedule.
 
 Every ``configs/ncsn*.yaml`` is read by ``dsm-jax train`` (and ``configs/ncsn.yaml`` by
 ``dsm-torch fit``) at a tiny size (2 epochs, a few chains and steps): the run writes the per-level

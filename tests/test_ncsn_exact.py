@@ -1,4 +1,4 @@
-"""Annealed Langevin with exact scores (issue 6; SPEC §2, §3): no training, only the sampler.
+"""Annealed Langevin with exact scores (docs/method.md §2, §3): no training, only the sampler.
 
 * Seed mixture Υ = ⅓ N((−10, 1), I) + ⅔ N((10, 0), I) with the sampler of ``configs/ncsn.yaml``
   (read from the file: L, σ_L, ε, T, initial law; σ₁ = the largest pairwise distance of the
@@ -115,7 +115,7 @@ def _jax_plain(mixture, sigma, n, seed):
 
 
 def test_seed_mixture_exact_score_jax():
-    """10 000 chains, the config's sampler (≈ 10–20 s): the issue's three criteria."""
+    """10 000 chains, the config's sampler (≈ 10–20 s): the three NCSN criteria (weights, gap, per-mode spread)."""
     s = ncsn_sampler()
     check_seed(_jax_annealed(seed_mixture(), s["sigmas"], 10_000, s["init_scale"], 0, s))
 

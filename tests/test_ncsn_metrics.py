@@ -1,4 +1,4 @@
-"""The split-half energy check of issue 6 (``dsm_common.metrics.split_half_energy_check``).
+"""The split-half energy check (docs/method.md §5; ``dsm_common.metrics.split_half_energy_check``).
 
 Old Faithful has no known law, so samples are graded against the data itself: split the 272
 points at random into halves A and B; the energy distance between 136 samples and A should be

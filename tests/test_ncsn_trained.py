@@ -1,4 +1,4 @@
-"""Trained NCSN models meet issue 6's criteria (configs/ncsn.yaml, configs/ncsn_old_faithful.yaml).
+"""Trained NCSN models meet the NCSN criteria (weights, gap, per-mode spread; configs/ncsn.yaml, configs/ncsn_old_faithful.yaml).
 
 Seed mixture, 10 000 samples from a model trained by each framework: mode weights within 0.02 of
 (⅓, ⅔), at most 0.5 % in the gap |x₁| < 5, per-mode standard deviations within 10 % of 1 (slow
@@ -8,7 +8,7 @@ tests, through the command lines: ``fit``/``train`` with the config, then ``samp
 CI size (JAX, the config's full training, which takes 20–40 s there): 1000 samples. The weight
 check widens to 0.06 (the trained models measured land within 0.01 of ⅓ at full size; the
 binomial standard error at n = 1000 is 0.015) and the std check to 15 % (about 330 samples in
-the small mode: a standard error of ≈ 4 % on its stds). Old Faithful at CI size keeps the issue's
+the small mode: a standard error of ≈ 4 % on its stds). Old Faithful at CI size keeps the
 bound of 2 (measured ≈ 0.5–0.7). Fixed seeds, no reruns.
 """
 
@@ -26,7 +26,7 @@ NCSN_OLD_FAITHFUL = REPO / "configs" / "ncsn_old_faithful.yaml"
 
 
 def seed_checks(m: dict, weight_tol: float, std_tol: float) -> None:
-    """The issue's three checks on a metrics.json of the seed mixture (σ_L-noised target ≈ Υ)."""
+    """The three NCSN checks on a metrics.json of the seed mixture (σ_L-noised target ≈ Υ)."""
     assert m["nonfinite_samples"] == 0
     assert np.abs(np.array(m["mode_weights"]) - [1 / 3, 2 / 3]).max() < weight_tol, m["mode_weights"]
     assert m["gap_mass"] <= 0.005, m["gap_mass"]

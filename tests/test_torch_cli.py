@@ -1,4 +1,4 @@
-"""``dsm-torch fit`` on every built-in data set and a CSV file, and ``dsm-torch sample`` (issue 2).
+"""``dsm-torch fit`` on every built-in data set and a CSV file, and ``dsm-torch sample``.
 
 Runs are tiny (2 epochs, 13 chains × 50 steps) but every output is checked against a value worked
 out here: the samples are re-generated from the saved weights with the same initial states and
@@ -80,7 +80,7 @@ def _check_samples(run_dir: Path, shift: np.ndarray, scale: np.ndarray) -> np.nd
 def test_fit_seed_mixture(seed_run):
     m = _check_common_outputs(seed_run, "seed_mixture", 2, 38)  # 300 points in batches of 8: 38 steps
     samples = _check_samples(seed_run, np.zeros(2), np.ones(2))
-    # Mode weights and gap mass, recomputed by hand from samples.npy (SPEC §5).
+    # Mode weights and gap mass, recomputed by hand from samples.npy (docs/method.md §5).
     right = seed_assignment(samples)
     assert m["mode_weights"] == pytest.approx([1 - right.mean(), right.mean()], abs=1e-12)
     assert m["gap_mass"] == pytest.approx(np.mean(np.abs(samples[:, 0]) < 5), abs=1e-12)

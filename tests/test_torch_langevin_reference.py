@@ -1,4 +1,4 @@
-"""Langevin with the exact score of Υ_σ reproduces the reference points of SPEC §2.
+"""Langevin with the exact score of Υ_σ reproduces the reference points of docs/method.md §2.
 
 Υ_σ = ⅓ N((−10, 1), 10 I) + ⅔ N((10, 0), 10 I) (σ = 3); chains from N(0, I), ε = 0.01, 10 000
 steps, torch sampler (torch_dsm.sampling.langevin) with the torch exact score
@@ -55,7 +55,7 @@ def test_exact_score_langevin_reference_points_ci_size():
 @pytest.mark.slow
 def test_exact_score_langevin_reference_points_full_size():
     """Full size, 2000 chains (~20 s on an idle 2-core CPU): within ±6.2 / ±3.2 points of the reference, and — the point of
-    SPEC §2 — plain Langevin gets the weights wrong: the right-hand share is below ⅔ by more than 4 of
+    docs/method.md §2 — plain Langevin gets the weights wrong: the right-hand share is below ⅔ by more than 4 of
     its own standard errors (√(p(1−p)/2000) ≈ 1.1 points)."""
     right, _ = _check(_run(2000, seed=0))
     assert right < 2 / 3 - 4 * np.sqrt((2 / 3) * (1 / 3) / 2000)

@@ -1,4 +1,4 @@
-"""torch_dsm.losses.dsm_loss against hand-computed values (SPEC §1)."""
+"""torch_dsm.losses.dsm_loss against hand-computed values (docs/method.md §1)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_dsm_loss_equals_numpy_for_an_mlp():
     xt = x.astype(np.float64) + sigma * z
     expected = np.sum((np_score(xt) + z / sigma) ** 2)
     got = dsm_loss(model, torch.from_numpy(x), sigma, noise=torch.from_numpy(z)).item()
-    assert got == pytest.approx(expected, rel=1e-5)  # float32 forward vs float64 (SPEC §6: 1e-5)
+    assert got == pytest.approx(expected, rel=1e-5)  # float32 forward vs float64 (docs/parity.md: 1e-5)
 
 
 def test_drawn_noise_is_per_point_and_per_coordinate():
@@ -93,7 +93,7 @@ def test_drawn_noise_is_per_point_and_per_coordinate():
 
 
 def test_module_defaults_and_training_loss():
-    """The LightningModule's defaults are the recipe's (SPEC §1) and its loss is dsm_loss at σ, sum."""
+    """The LightningModule's defaults are the recipe's (docs/method.md §1) and its loss is dsm_loss at σ, sum."""
     m = DSMModule()
     assert (m.hparams.sigma, m.hparams.lr, m.hparams.reduction, m.hparams.optimizer) == (3.0, 1e-5, "sum", "sgd")
     assert [tuple(lay.weight.shape) for lay in m.model.dense] == [(256, 2), (256, 256), (2, 256)]

@@ -1,4 +1,4 @@
-"""torch_dsm.mixtures.mixture_score against the numpy oracle dsm_common.mixtures (SPEC §2)."""
+"""torch_dsm.mixtures.mixture_score against the numpy oracle dsm_common.mixtures (docs/method.md §2)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _points() -> np.ndarray:
 
 
 def _close(got: np.ndarray, exact: np.ndarray):
-    # float32 against the float64 oracle: relative 1e-5 of each point's score size (SPEC §6 float32 bar),
+    # float32 against the float64 oracle: relative 1e-5 of each point's score size (docs/parity.md float32 bar),
     # which is ≥ 1e-4 in absolute terms near the modes where the score passes through zero.
     err = np.abs(got - exact).max(axis=1)
     bound = 1e-5 * np.maximum(np.abs(exact).max(axis=1), 10.0)

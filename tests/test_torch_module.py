@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 
 
 def test_datamodule_batches_cover_each_point_once_per_epoch():
-    """300 points in batches of 8: 38 batches, the last holding 4 (SPEC §1), a permutation every epoch."""
+    """300 points in batches of 8: 38 batches, the last holding 4 (docs/method.md §1), a permutation every epoch."""
     dm = DSMDataModule(batch_size=8)
     points = load_dataset("seed_mixture").points
     np.testing.assert_array_equal(dm.points.numpy(), points)

@@ -1,4 +1,4 @@
-"""An interrupted ``dsm-torch fit`` resumes from its last checkpoint (issue 2).
+"""An interrupted ``dsm-torch fit`` resumes from its last checkpoint.
 
 The first run is killed with SIGKILL from inside (a callback, so the moment is deterministic: at
 the start of epoch 13, after the epoch-10 checkpoint is written and before the next one). The

@@ -41,7 +41,7 @@ def test_langevin_with_injected_noise_matches_numpy_recursion(keep_every):
     x, kept = langevin(_score_torch, torch.from_numpy(x0), eps, n_steps, noise=torch.from_numpy(noise),
                        keep_every=keep_every)
     x_ref, kept_ref = _numpy_recursion(_score_np, x0, eps, noise.astype(np.float64), keep_every)
-    # SPEC §6: sampler states after 1000 steps, float32 against float64, ≤ 1e-4 max-abs.
+    # docs/parity.md: sampler states after 1000 steps, float32 against float64, ≤ 1e-4 max-abs.
     np.testing.assert_allclose(x.numpy(), x_ref, atol=1e-4)
     if keep_every == 0:
         assert kept is None
@@ -71,7 +71,7 @@ def test_langevin_with_exact_mixture_score_matches_numpy_oracle_recursion():
     x, kept = langevin(lambda y: s(y, 3.0), torch.from_numpy(x0), 0.01, 1000, noise=torch.from_numpy(noise),
                        keep_every=250)
     x_ref, kept_ref = _numpy_recursion(target.score, x0, 0.01, noise.astype(np.float64), 250)
-    np.testing.assert_allclose(x.numpy(), x_ref, atol=1e-4)  # SPEC §6 sampler tolerance
+    np.testing.assert_allclose(x.numpy(), x_ref, atol=1e-4)  # docs/parity.md sampler tolerance
     np.testing.assert_allclose(kept.numpy(), kept_ref, atol=1e-4)
 
 

@@ -1,4 +1,4 @@
-"""Weights through the canonical layout and .safetensors (torch_dsm.weights, dsm_common.weights; SPEC §6)."""
+"""Weights through the canonical layout and .safetensors (torch_dsm.weights, dsm_common.weights; docs/parity.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Denoising score matching losses (Vincent 2011; SPEC §1 and §3).
+"""Denoising score matching losses (Vincent 2011; docs/method.md §1 and §3).
 
 Mirror: ``jax_dsm/losses.py``. Noise is drawn per point and per coordinate, or passed in, so the
 two frameworks can be fed the same numpy draws.
@@ -29,7 +29,7 @@ def dsm_loss(
     reduction: str = "sum",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Single-scale DSM loss ``Σ_i ‖s_θ(x_i + σ z_i) + z_i/σ‖²`` (SPEC §1).
+    """Single-scale DSM loss ``Σ_i ‖s_θ(x_i + σ z_i) + z_i/σ‖²`` (docs/method.md §1).
 
     Args:
         score_fn: the score network, (B, d) → (B, d).

@@ -1,4 +1,4 @@
-"""Torch ⇄ canonical weight layout ⇄ ``.safetensors`` (SPEC §6).
+"""Torch ⇄ canonical weight layout ⇄ ``.safetensors`` (docs/parity.md).
 
 ``Linear.weight`` is (out, in); the canonical kernel is (in, out): transposed on the way.
 Mirror: ``jax_dsm/weights.py``.
