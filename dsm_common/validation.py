@@ -19,6 +19,7 @@ __all__ = [
     "check_non_negative_int",
     "check_points",
     "check_choice",
+    "require_randomness",
 ]
 
 
@@ -83,3 +84,14 @@ def check_points(points: np.ndarray, source: str) -> np.ndarray:
             f"{source}: row {row}, column {col} holds {float(arr[row, col])!r}; every value must be finite"
         )
     return arr
+
+
+def require_randomness(fn: str, rng: object, *drawn: object) -> None:
+    """Raise ValueError unless ``rng`` is given or every random input in ``drawn`` was passed in.
+
+    Both frameworks' losses and samplers take their random inputs (``noise``, ``levels``) or a
+    source to draw them from (``rng``: a ``torch.Generator`` or a ``jax.random`` key), never an
+    implicit global stream, and fail the same way, with the same message, when given neither.
+    """
+    if rng is None and any(d is None for d in drawn):
+        raise ValueError(f"{fn} needs its random inputs or rng= (a torch.Generator or a jax.random key)")

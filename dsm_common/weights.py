@@ -22,7 +22,7 @@ import numpy as np
 
 from dsm_common.validation import DSMInputError
 
-__all__ = ["FORMAT", "check_canonical", "save_canonical", "load_canonical", "layer_dims"]
+__all__ = ["FORMAT", "check_canonical", "check_widths", "save_canonical", "load_canonical", "layer_dims"]
 
 FORMAT = "dsm-canonical-mlp-v1"
 
@@ -69,6 +69,14 @@ def check_canonical(params: Mapping[str, Any], source: str = "weights") -> dict[
         prev = k.shape[1]
         out[f"dense_{i}.kernel"], out[f"dense_{i}.bias"] = np.ascontiguousarray(k), b
     return out
+
+
+def check_widths(params: Mapping[str, np.ndarray], expected: list[int]) -> None:
+    """Raise DSMInputError unless checked canonical ``params`` have the layer widths ``expected``
+    (``[in, h1, …, out]`` of the model they are loaded into); the same message on both sides."""
+    dims = layer_dims(params)
+    if dims != list(expected):
+        raise DSMInputError(f"weights have layer widths {dims}, the model expects {list(expected)}")
 
 
 def save_canonical(path: str | Path, params: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> Path:

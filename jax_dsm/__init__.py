@@ -5,7 +5,8 @@ Lightning."""
 from jax_dsm.data import DSMDataModule
 from jax_dsm.losses import dsm_loss, ncsn_loss
 from jax_dsm.models import ScoreMLP
+from jax_dsm.module import DSMModule
 from jax_dsm.sampling import annealed_langevin, langevin
-from jax_dsm.train import DSMModule, Trainer
+from jax_dsm.trainer import Trainer
 
 __all__ = ["DSMDataModule", "DSMModule", "Trainer", "ScoreMLP", "dsm_loss", "ncsn_loss", "langevin", "annealed_langevin"]

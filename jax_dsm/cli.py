@@ -1,10 +1,10 @@
-"""``dsm-jax``: train with the same YAML as ``dsm-torch fit``, and sample from saved weights.
+"""``dsm-jax``: fit with the same YAML as ``dsm-torch fit``, and sample from saved weights.
 
-    dsm-jax train --config configs/seed.yaml [--trainer.max_epochs=5] [--data.dataset=old_faithful]
-    dsm-jax train --config configs/seed.yaml --ckpt_path last       # resume an interrupted run
+    dsm-jax fit --config configs/seed.yaml [--trainer.max_epochs=5] [--data.dataset=old_faithful]
+    dsm-jax fit --config configs/seed.yaml --ckpt_path last         # resume an interrupted run
     dsm-jax sample --weights runs/seed/weights.safetensors [--sampler.n_chains=1000] [--out DIR]
 
-``train`` writes into ``trainer.default_root_dir`` the same files as the torch side:
+``fit`` (``train`` is an alias) writes into ``trainer.default_root_dir`` the same files as the torch side:
 ``weights.safetensors``, ``samples.npy``, ``metrics.json``, PNG figures and
 ``checkpoints/last.msgpack``. Mirror: ``torch_dsm/cli.py``.
 """
@@ -34,8 +34,9 @@ from dsm_common.runs import (
 from jax_dsm.data import DSMDataModule
 from jax_dsm.losses import per_level_loss
 from jax_dsm.models import ScoreMLP
+from jax_dsm.module import DSMModule
 from jax_dsm.sampling import annealed_langevin, langevin
-from jax_dsm.train import DSMModule, Trainer
+from jax_dsm.trainer import Trainer
 from jax_dsm.weights import load_weights, save_weights
 
 PROG = "dsm-jax"
@@ -60,14 +61,14 @@ class JaxSamplers:
             # The model's Partial as an argument: its parameters stay traced leaves (a bound
             # ``apply`` passed as an argument is no array, and jit refuses it).
             fn = Partial(_at_sigma, Partial(self.model.apply, self.variables), jnp.float32(sigma))
-        x, kept = langevin(fn, jnp.asarray(x0), step_size, n_steps, key=jax.random.PRNGKey(seed),
+        x, kept = langevin(fn, jnp.asarray(x0), step_size, n_steps, rng=jax.random.PRNGKey(seed),
                            keep_every=keep_every, progress=self.progress)
         return np.asarray(x), None if kept is None else np.asarray(kept)
 
     def annealed(self, x0, step_size, n_steps_each, keep_every, denoise, seed):
         x, kept = annealed_langevin(
             Partial(self.model.apply, self.variables), jnp.asarray(x0), self.sigmas, step_size, n_steps_each,
-            key=jax.random.PRNGKey(seed), denoise=denoise, keep_every=keep_every, progress=self.progress,
+            rng=jax.random.PRNGKey(seed), denoise=denoise, keep_every=keep_every, progress=self.progress,
         )
         return np.asarray(x), None if kept is None else np.asarray(kept)
 
@@ -96,18 +97,18 @@ def finish_run(run_dir, model: ScoreMLP, variables, sigmas: np.ndarray, model_se
     if conditional:
         noise = jnp.asarray(per_level_noise(len(sigmas), len(dataset.points)))
         losses = per_level_loss(Partial(model.apply, variables), jnp.asarray(dataset.points),
-                                jnp.asarray(sigmas, jnp.float32), noise)
+                                jnp.asarray(sigmas, jnp.float32), noise=noise)
         per_level = {"sigma": [float(s) for s in sigmas], "loss": np.asarray(losses).tolist()}
     return report_generated(run_dir, "jax", dataset, gen, sigmas, conditional,
                             score_at(model, variables, float(sigmas[-1]) if conditional else None), info,
                             loss_history, per_level)
 
 
-def train_parser():
-    """The ``dsm-jax train`` parser: the keys of LightningCLI's YAML that both sides share."""
+def fit_parser():
+    """The ``dsm-jax fit`` parser: the keys of LightningCLI's YAML that both sides share."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog=f"{PROG} train", description="Train a score model with JAX/Flax/Optax.")
+    parser = ArgumentParser(prog=f"{PROG} fit", description="Train a score model with JAX/Flax/Optax.")
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file (same format as dsm-torch fit)")
     parser.add_argument("--seed_everything", type=Union[bool, int], default=0, help="seed of the training keys")
     parser.add_argument("--ckpt_path", type=Optional[str], default=None, help='"last" or a checkpoint file to resume')
@@ -117,9 +118,9 @@ def train_parser():
     return parser
 
 
-def train_main(argv: list[str]) -> dict:
-    """``dsm-jax train``: train, sample, write the run's files."""
-    parser = train_parser()
+def fit_main(argv: list[str]) -> dict:
+    """``dsm-jax fit``: train, sample, write the run's files."""
+    parser = fit_parser()
     cfg = parser.parse_args(argv)
     init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
     trainer, module, dm = init.trainer, init.model, init.data
@@ -158,13 +159,16 @@ def sample_main(argv: list[str]) -> dict:
     )
 
 
+COMMANDS = {"fit": fit_main, "train": fit_main, "sample": sample_main}  # train: an alias of fit
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``dsm-jax``: ``train`` or ``sample``."""
+    """Entry point of ``dsm-jax``: ``fit`` (alias ``train``) or ``sample``, as ``dsm-torch``."""
     words = sys.argv[1:] if argv is None else argv
-    if not words or words[0] not in ("train", "sample"):
-        print(f"usage: {PROG} {{train,sample}} [--help] ...", file=sys.stderr)
+    if not words or words[0] not in COMMANDS:
+        print(f"usage: {PROG} {{fit,sample}} [--help] ...  (train: an alias of fit)", file=sys.stderr)
         raise SystemExit(2)
-    run = train_main if words[0] == "train" else sample_main
+    run = COMMANDS[words[0]]
     cli_errors(PROG, lambda: run(words[1:]))
 
 

@@ -13,6 +13,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from dsm_common.validation import require_randomness
+
 __all__ = ["dsm_loss", "ncsn_loss", "per_level_loss"]
 
 
@@ -31,10 +33,11 @@ def dsm_loss(
     score_fn: Callable[[jnp.ndarray], jnp.ndarray],
     x: jnp.ndarray,
     sigma: float,
-    key: jax.Array | None = None,
-    noise: jnp.ndarray | None = None,
     reduction: str = "sum",
     mask: jnp.ndarray | None = None,
+    *,
+    noise: jnp.ndarray | None = None,
+    rng: jax.Array | None = None,
 ) -> jnp.ndarray:
     """Single-scale DSM loss ``Σ_i ‖s_θ(x_i + σ z_i) + z_i/σ‖²`` (docs/method.md §1).
 
@@ -42,15 +45,19 @@ def dsm_loss(
         score_fn: the score network, (B, d) → (B, d).
         x: clean batch, (B, d) float32.
         sigma: noise standard deviation σ > 0.
-        key: PRNG key for z (per point and coordinate), used when ``noise`` is None.
-        noise: z, (B, d) standard normal draws.
         reduction: ``"sum"`` over the batch (the recipe) or ``"mean"``.
         mask: (B,) bool, True for real points (padded batches).
+        noise: z, (B, d) standard normal draws (per point and coordinate).
+        rng: PRNG key for z when ``noise`` is None.
 
     Returns:
         Scalar array.
+
+    Raises:
+        ValueError: neither ``noise`` nor ``rng``; an unknown ``reduction``.
     """
-    z = jax.random.normal(key, x.shape, x.dtype) if noise is None else noise
+    require_randomness("dsm_loss", rng, noise)
+    z = jax.random.normal(rng, x.shape, x.dtype) if noise is None else noise
     x_tilde = x + sigma * z  # (B, d)
     per_point = jnp.sum((score_fn(x_tilde) + z / sigma) ** 2, axis=-1)  # (B,)
     return _reduce(per_point, reduction, mask)
@@ -60,11 +67,12 @@ def ncsn_loss(
     score_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray],
     x: jnp.ndarray,
     sigmas: jnp.ndarray,
-    key: jax.Array | None = None,
-    levels: jnp.ndarray | None = None,
-    noise: jnp.ndarray | None = None,
     reduction: str = "mean",
     mask: jnp.ndarray | None = None,
+    *,
+    levels: jnp.ndarray | None = None,
+    noise: jnp.ndarray | None = None,
+    rng: jax.Array | None = None,
 ) -> jnp.ndarray:
     """Multi-scale DSM loss with λ(σ) = σ²: ``‖σ_i s_θ(x + σ_i z, σ_i) + z‖²`` (arXiv 1907.05600 eq. 5).
 
@@ -75,17 +83,21 @@ def ncsn_loss(
         score_fn: conditional network, ((B, d), (B,)) → (B, d).
         x: clean batch (B, d) float32.
         sigmas: (L,) noise levels.
-        key: PRNG key for the draws made here (split into one for levels, one for z).
-        levels: (B,) int level indices; drawn uniformly if None.
-        noise: (B, d) standard normal z; drawn if None.
         reduction: ``"mean"`` (default) or ``"sum"`` over the batch.
         mask: (B,) bool, True for real points (padded batches).
+        levels: (B,) int level indices.
+        noise: (B, d) standard normal z.
+        rng: PRNG key for the draws not passed in (split into one for levels, one for z).
 
     Returns:
         Scalar array.
+
+    Raises:
+        ValueError: a random input missing and no ``rng``; an unknown ``reduction``.
     """
+    require_randomness("ncsn_loss", rng, levels, noise)
     if levels is None or noise is None:
-        key_levels, key_noise = jax.random.split(key)
+        key_levels, key_noise = jax.random.split(rng)
     if levels is None:
         levels = jax.random.randint(key_levels, x.shape[:1], 0, sigmas.shape[0])
     z = jax.random.normal(key_noise, x.shape, x.dtype) if noise is None else noise
@@ -99,6 +111,7 @@ def per_level_loss(
     score_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray],
     x: jnp.ndarray,
     sigmas: jnp.ndarray,
+    *,
     noise: jnp.ndarray,
 ) -> jnp.ndarray:
     """Mean of ``‖σ s_θ(x + σ z, σ) + z‖²`` over all of ``x`` at each level; returns (L,).

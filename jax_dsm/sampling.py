@@ -3,7 +3,9 @@
     x_{k+1} = x_k + (ε/2) s(x_k) + √ε z_k,    z_k ~ N(0, I)
 
 Mirror: ``torch_dsm/sampling.py``. The steps run inside one ``jit``-compiled ``lax.scan``; with a
-progress bar the run is cut into equal chunks (one compiled function, called once per chunk).
+progress bar the run is cut into equal chunks (one compiled function, called once per chunk),
+and step k draws its noise from ``fold_in(rng, k)``, so the samples are the same with or without
+the bar.
 Score functions are passed as ``jax.tree_util.Partial`` (e.g. ``Partial(model.apply, variables)``)
 so parameters are traced arguments, not constants baked into the compiled code; a plain
 callable is wrapped. Initial states and per-step noise can be passed in; only the final states,
@@ -21,6 +23,8 @@ from jax import lax
 from jax.tree_util import Partial
 from tqdm.auto import tqdm
 
+from dsm_common.validation import require_randomness
+
 __all__ = ["langevin", "annealed_langevin", "chunk_length"]
 
 
@@ -36,9 +40,15 @@ def chunk_length(n_steps: int, keep_every: int, target_chunks: int) -> int:
 
 
 @partial(jax.jit, static_argnames=("n_steps", "keep_every"))
-def _langevin_scan(score_fn, x, step_size, n_steps, keep_every, key=None, noise=None):
-    """``n_steps`` Langevin steps in one scan; noise from ``noise`` (n_steps, n, d) or ``key``."""
-    xs = jax.random.split(key, n_steps) if noise is None else noise  # per-step keys or draws
+def _langevin_scan(score_fn, x, step_size, n_steps, keep_every, key=None, noise=None, start=0):
+    """``n_steps`` Langevin steps in one scan; noise from ``noise`` (n_steps, n, d) or ``key``.
+
+    With ``key``, step k of the whole run (k = ``start`` + i) draws its noise from
+    ``fold_in(key, k)``, so the result does not depend on how the run is cut into chunks."""
+    if noise is None:
+        xs = jax.vmap(jax.random.fold_in, (None, 0))(key, start + jnp.arange(n_steps))  # per-step keys
+    else:
+        xs = noise
 
     def step(x, xs_k):
         z = jax.random.normal(xs_k, x.shape, x.dtype) if noise is None else xs_k
@@ -60,15 +70,36 @@ def _as_partial(fn: Callable) -> Partial:
     return fn if isinstance(fn, Partial) else Partial(fn)
 
 
+def _run_chunks(score_fn, x, step, n_steps, keep_every, bar, key, noise, start):
+    """Steps ``start`` … ``start + n_steps − 1`` of a run, in equal compiled chunks when ``bar`` is on."""
+    chunk = chunk_length(n_steps, keep_every, 20) if not bar.disable else n_steps
+    if chunk * (n_steps // chunk) != n_steps:
+        chunk = n_steps  # no equal split that respects keep_every: one chunk
+    kept = []
+    for c in range(n_steps // chunk):
+        lo = c * chunk
+        if noise is not None:
+            x, k = _langevin_scan(score_fn, x, step, chunk, keep_every, noise=noise[lo : lo + chunk])
+        else:
+            x, k = _langevin_scan(score_fn, x, step, chunk, keep_every, key=key, start=jnp.int32(start + lo))
+        if k is not None:
+            kept.append(k)
+        if not bar.disable:
+            x.block_until_ready()
+            bar.update(chunk)
+    return x, kept
+
+
 def langevin(
     score_fn: Callable[[jnp.ndarray], jnp.ndarray],
     x0: jnp.ndarray,
     step_size: float,
     n_steps: int,
-    key: jax.Array | None = None,
-    noise: jnp.ndarray | None = None,
     keep_every: int = 0,
     progress: bool = False,
+    *,
+    noise: jnp.ndarray | None = None,
+    rng: jax.Array | None = None,
 ) -> tuple[jnp.ndarray, jnp.ndarray | None]:
     """Run ``n_steps`` of Euler–Maruyama Langevin dynamics from ``x0``, compiled.
 
@@ -77,48 +108,31 @@ def langevin(
         x0: initial states, (n, d) float32.
         step_size: ε > 0.
         n_steps: number of steps.
-        key: PRNG key for the per-step noise (split once per chunk, then once per step).
-        noise: (n_steps, n, d) standard normal draws z_k; replaces ``key``.
         keep_every: keep the state after every ``keep_every``-th step (0: keep none).
-        progress: show a tqdm bar, advanced between compiled chunks.
+        progress: show a tqdm bar, advanced between compiled chunks (the result is the same).
+        noise: (n_steps, n, d) standard normal draws z_k.
+        rng: PRNG key for the per-step noise when ``noise`` is None (step k: ``fold_in(rng, k)``).
 
     Returns:
         ``(x, kept)``: final states (n, d) and kept states (n_steps // keep_every, n, d) or None.
+
+    Raises:
+        ValueError: neither ``noise`` nor ``rng``.
     """
-    if key is None and noise is None:
-        raise ValueError("langevin needs a PRNG key or pre-drawn noise")
-    if keep_every and n_steps % keep_every:
-        # keep_every does not divide n_steps: keep over the largest multiple of keep_every, then
-        # run the remaining steps without keeping (the torch sampler's result).
-        n_main = n_steps - n_steps % keep_every
-        k_main, k_rest = (None, None) if key is None else jax.random.split(key)
-        x, kept = jnp.asarray(x0), None
-        if n_main:
-            x, kept = langevin(score_fn, x, step_size, n_main, key=k_main, noise=None if noise is None else noise[:n_main],
-                               keep_every=keep_every, progress=progress)
-        x, _ = langevin(score_fn, x, step_size, n_steps - n_main, key=k_rest,
-                        noise=None if noise is None else noise[n_main:], progress=progress)
-        return x, kept
+    require_randomness("langevin", rng, noise)
     score_fn = _as_partial(score_fn)
     x = jnp.asarray(x0)
     step = jnp.asarray(step_size, x.dtype)
-    chunk = chunk_length(n_steps, keep_every, 20) if progress else n_steps
-    if chunk * (n_steps // chunk) != n_steps or (keep_every and n_steps % keep_every):
-        chunk = n_steps  # no equal split that respects keep_every: one chunk
-    n_chunks = n_steps // chunk
-    keys = None if noise is not None else jax.random.split(key, n_chunks)
+    # keep_every not dividing n_steps: keep over the largest multiple of keep_every, then run the
+    # remaining steps without keeping (the torch sampler's result).
+    n_main = n_steps - n_steps % keep_every if keep_every else n_steps
     kept = []
     with tqdm(total=n_steps, desc="Langevin", disable=not progress) as bar:
-        for c in range(n_chunks):
-            if noise is not None:
-                x, k = _langevin_scan(score_fn, x, step, chunk, keep_every, noise=noise[c * chunk : (c + 1) * chunk])
-            else:
-                x, k = _langevin_scan(score_fn, x, step, chunk, keep_every, key=keys[c])
-            if k is not None:
-                kept.append(k)
-            if progress:
-                x.block_until_ready()
-                bar.update(chunk)
+        if n_main:
+            x, kept = _run_chunks(score_fn, x, step, n_main, keep_every, bar, rng, noise, 0)
+        if n_steps > n_main:
+            rest = None if noise is None else noise[n_main:]
+            x, _ = _run_chunks(score_fn, x, step, n_steps - n_main, 0, bar, rng, rest, n_main)
     return x, (jnp.concatenate(kept) if kept else None)
 
 
@@ -132,11 +146,12 @@ def annealed_langevin(
     sigmas: Sequence[float] | jnp.ndarray,
     step_size: float,
     n_steps_each: int,
-    key: jax.Array | None = None,
-    noise: jnp.ndarray | None = None,
     denoise: bool = True,
     keep_every: int = 0,
     progress: bool = False,
+    *,
+    noise: jnp.ndarray | None = None,
+    rng: jax.Array | None = None,
 ) -> tuple[jnp.ndarray, jnp.ndarray | None]:
     """Annealed Langevin dynamics (arXiv 1907.05600, Algorithm 1), the paper's step form.
 
@@ -151,28 +166,29 @@ def annealed_langevin(
         sigmas: (L,) noise levels, decreasing.
         step_size: ε > 0.
         n_steps_each: T, steps per level.
-        key: PRNG key, split into one key per level.
-        noise: (L, T, n, d) standard normal draws; replaces ``key``.
         denoise: apply the final denoising step.
         keep_every: keep every k-th state within each level (0: none).
         progress: show a tqdm bar over levels.
+        noise: (L, T, n, d) standard normal draws.
+        rng: PRNG key when ``noise`` is None, split into one key per level.
 
     Returns:
         ``(x, kept)`` as for :func:`langevin`; ``kept`` concatenates the levels.
+
+    Raises:
+        ValueError: neither ``noise`` nor ``rng``.
     """
-    if key is None and noise is None:
-        raise ValueError("annealed_langevin needs a PRNG key or pre-drawn noise")
+    require_randomness("annealed_langevin", rng, noise)
     score_fn = _as_partial(score_fn)
     x = jnp.asarray(x0)
     sig = jnp.asarray(sigmas, x.dtype)
-    keys = None if noise is not None else jax.random.split(key, sig.shape[0])
+    keys = None if noise is not None else jax.random.split(rng, sig.shape[0])
     kept = []
     for i in tqdm(range(sig.shape[0]), desc="annealed Langevin", disable=not progress):
         alpha = step_size * (sig[i] / sig[-1]) ** 2
         x, k = langevin(
-            Partial(_at_level, score_fn, sig[i]), x, alpha, n_steps_each,
-            key=None if keys is None else keys[i], noise=None if noise is None else noise[i],
-            keep_every=keep_every,
+            Partial(_at_level, score_fn, sig[i]), x, alpha, n_steps_each, keep_every,
+            rng=None if keys is None else keys[i], noise=None if noise is None else noise[i],
         )
         if k is not None:
             kept.append(k)

@@ -12,8 +12,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from dsm_common.validation import DSMInputError
-from dsm_common.weights import check_canonical, layer_dims, load_canonical, save_canonical
+from dsm_common.weights import check_canonical, check_widths, layer_dims, load_canonical, save_canonical
 from jax_dsm.models import ScoreMLP
 
 __all__ = ["to_canonical", "from_canonical", "save_weights", "load_weights"]
@@ -45,9 +44,7 @@ def from_canonical(
     conditional = dims[0] == dims[-1] + 1
     if model is None:
         model = ScoreMLP(tuple(dims[1:-1]), conditional=conditional, dim=dims[-1])
-    expected = [model.dim + int(model.conditional), *model.hidden_dims, model.dim]
-    if dims != expected:
-        raise DSMInputError(f"weights have layer widths {dims}, the model expects {expected}")
+    check_widths(params, [model.dim + int(model.conditional), *model.hidden_dims, model.dim])
     variables = {
         "params": {
             f"dense_{i}": {"kernel": jnp.asarray(params[f"dense_{i}.kernel"]), "bias": jnp.asarray(params[f"dense_{i}.bias"])}

@@ -36,8 +36,9 @@ from jax.tree_util import Partial
 
 import jax_dsm.losses as jl
 import jax_dsm.mixtures as jm
+import jax_dsm.module as jmod
 import jax_dsm.sampling as js
-import jax_dsm.train as jt
+import jax_dsm.trainer as jt
 import jax_dsm.weights as jw
 import torch_dsm.losses as tl
 import torch_dsm.mixtures as tm
@@ -45,6 +46,7 @@ import torch_dsm.module as tmod
 import torch_dsm.sampling as ts
 import torch_dsm.weights as tw
 from dsm_common.mixtures import ncsn_toy_mixture, seed_mixture
+from dsm_common.testing import numpy_langevin
 from parity_tests.devices import Device
 from parity_tests.fixture_data import weight_set
 
@@ -282,7 +284,7 @@ def _training_points(fx: Fixtures) -> np.ndarray:
     return np.ascontiguousarray(fx["sgd_x"].reshape(-1, 2)[:796])
 
 
-class _RecordingJaxModule(jt.DSMModule):
+class _RecordingJaxModule(jmod.DSMModule):
     """jax_dsm's DSMModule whose loss draws z from its key as ``dsm_loss`` does, passes it in,
     and reports (batch, z, mask) of every step to the host, in order, so torch can replay it."""
 
@@ -334,15 +336,15 @@ def lightning_trainer(fx: Fixtures, dev: Device) -> list[Result]:
 
     sigma, lr = float(fx["sigma"]), float(fx["lr"])
     points = _training_points(fx)
-    noise = fx["sgd_z"]
+    fixture_noise = fx["sgd_z"]
     p0 = weight_set(fx, "init")
     seen: list[np.ndarray] = []
     original = tmod.dsm_loss
 
-    def fixed_noise_loss(score_fn, x, sigma, noise_=None, reduction="sum", generator=None):
-        z = _t(noise[len(seen), : x.shape[0]], dev)
+    def fixed_noise_loss(score_fn, x, sigma, reduction="sum", mask=None, *, noise=None, rng=None):
+        z = _t(fixture_noise[len(seen), : x.shape[0]], dev)
         seen.append(_n(x))
-        return original(score_fn, x, sigma, noise=z, reduction=reduction)
+        return original(score_fn, x, sigma, reduction, mask, noise=z)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "points.npy"
@@ -359,7 +361,7 @@ def lightning_trainer(fx: Fixtures, dev: Device) -> list[Result]:
     if len(seen) != 100 or not np.array_equal(np.concatenate(seen), points):
         raise AssertionError(f"the Trainer took {len(seen)} steps or another batch order than the data's")
     xs = [_t(points[i : i + 8], dev) for i in range(0, len(points), 8)]
-    zs = [_t(noise[k, : len(x)], dev) for k, x in enumerate(xs)]
+    zs = [_t(fixture_noise[k, : len(x)], dev) for k, x in enumerate(xs)]
     b = _torch_sgd(_torch_net(p0, dev), xs, zs, sigma, lr)
     return [_diff("weights after 100 steps of Lightning Trainer (vs plain torch loop)", dev, *_flat(a, b), BOUND_SGD, "abs")]
 
@@ -385,11 +387,6 @@ class quiet_lightning:
         return False
 
 
-def _numpy_langevin(score: Callable, x0: np.ndarray, eps: float, noise: np.ndarray) -> np.ndarray:
-    x = x0.astype(np.float64)
-    for z in noise:
-        x = x + 0.5 * eps * score(x) + math.sqrt(eps) * z
-    return x
 
 
 def langevin(fx: Fixtures, dev: Device) -> list[Result]:
@@ -410,7 +407,7 @@ def langevin(fx: Fixtures, dev: Device) -> list[Result]:
     a, _ = ts.langevin(tm.mixture_score(target), _t(x0, dev), eps, n_steps, noise=_t(noise, dev))
     with jax.default_device(dev.jax):
         b, _ = js.langevin(jm.mixture_score(target), _j(x0, dev), eps, n_steps, noise=_j(noise, dev))
-    ref = _numpy_langevin(target.score, x0, eps, noise.astype(np.float64))
+    ref, _ = numpy_langevin(target.score, x0, eps, noise.astype(np.float64))
     out.append(_diff(f"Langevin {n_steps} steps, exact score: states", dev, _n(a), _n(b), BOUND_SAMPLER, "abs"))
     out.append(_diff(f"Langevin {n_steps} steps, exact score: torch vs numpy float64", dev, _n(a), ref, BOUND_SAMPLER, "abs"))
     out.append(_diff(f"Langevin {n_steps} steps, exact score: jax vs numpy float64", dev, _n(b), ref, BOUND_SAMPLER, "abs"))

@@ -47,7 +47,7 @@ def torch_langevin(score: Callable, n: int, step_size: float, n_steps: int, seed
     """``n`` chains from N(0, I), ``n_steps`` steps of ε = ``step_size``, torch's RNG; (n, 2) float32."""
     gen = torch.Generator(device=dev.torch).manual_seed(seed)
     x0 = torch.randn((n, 2), generator=gen, device=dev.torch)
-    x, _ = ts.langevin(score, x0, step_size, n_steps, generator=gen)
+    x, _ = ts.langevin(score, x0, step_size, n_steps, rng=gen)
     return x.cpu().numpy()
 
 
@@ -56,7 +56,7 @@ def jax_langevin(score: Callable, n: int, step_size: float, n_steps: int, seed: 
     with jax.default_device(dev.jax):
         key_x0, key_steps = jax.random.split(jax.random.PRNGKey(seed))
         x0 = jax.random.normal(key_x0, (n, 2))
-        x, _ = js.langevin(score, x0, step_size, n_steps, key=key_steps)
+        x, _ = js.langevin(score, x0, step_size, n_steps, rng=key_steps)
         return np.asarray(x)
 
 
@@ -67,7 +67,7 @@ def torch_annealed(score: Callable, n: int, sigmas, step_size: float, n_steps_ea
     x0 = (2 * torch.rand((n, 2), generator=gen, device=dev.torch) - 1) * init_scale
     sigmas = torch.as_tensor(np.asarray(sigmas), dtype=torch.float32, device=dev.torch)
     with torch.inference_mode():
-        x, _ = ts.annealed_langevin(score, x0, sigmas, step_size, n_steps_each, denoise=denoise, generator=gen)
+        x, _ = ts.annealed_langevin(score, x0, sigmas, step_size, n_steps_each, denoise=denoise, rng=gen)
     return x.cpu().numpy()
 
 
@@ -78,5 +78,5 @@ def jax_annealed(score: Callable, n: int, sigmas, step_size: float, n_steps_each
         key_x0, key_steps = jax.random.split(jax.random.PRNGKey(seed))
         x0 = jax.random.uniform(key_x0, (n, 2), minval=-init_scale, maxval=init_scale)
         sigmas = jax.numpy.asarray(np.asarray(sigmas), jax.numpy.float32)
-        x, _ = js.annealed_langevin(score, x0, sigmas, step_size, n_steps_each, key=key_steps, denoise=denoise)
+        x, _ = js.annealed_langevin(score, x0, sigmas, step_size, n_steps_each, rng=key_steps, denoise=denoise)
         return np.asarray(x)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dsm_common.mixtures import seed_mixture
+from dsm_common.testing import numpy_mlp
 from dsm_common.weights import check_canonical, layer_dims
 from parity_tests.fixture_data import DEFAULT_PATH, WEIGHT_SETS, load_fixtures, weight_set
 
@@ -38,15 +39,6 @@ def test_another_seed_gives_other_arrays(tmp_path):
     assert not np.array_equal(load_fixtures(out)["langevin_noise"], load_fixtures(DEFAULT_PATH)["langevin_noise"])
 
 
-def _model_fn(w):
-    def f(x):
-        h = np.maximum(x @ w["dense_0.kernel"] + w["dense_0.bias"], 0)
-        h = np.maximum(h @ w["dense_1.kernel"] + w["dense_1.bias"], 0)
-        return h @ w["dense_2.kernel"] + w["dense_2.bias"]
-
-    return f
-
-
 def test_fixture_contents(fx):
     for name in WEIGHT_SETS:
         w = check_canonical(weight_set(fx, name), name)
@@ -66,5 +58,5 @@ def test_score_weights_approximate_the_exact_score(fx):
     """The 'score' set is close to ∇ log Υ_σ (relative RMS error < 20 % on [−20, 20]²)."""
     x = fx["x_eval"].astype(np.float64)
     exact = seed_mixture().convolve(float(fx["sigma"])).score(x)
-    err = _model_fn(weight_set(fx, "score"))(x) - exact
+    err = numpy_mlp(weight_set(fx, "score"), x) - exact
     assert np.sqrt(np.mean(np.sum(err**2, 1)) / np.mean(np.sum(exact**2, 1))) < 0.2

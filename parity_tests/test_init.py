@@ -118,7 +118,7 @@ def test_negative_control_the_other_law_is_told_apart(device):
 
 def test_an_unknown_law_is_refused_with_the_same_message_on_both_sides():
     from dsm_common.validation import DSMInputError
-    from jax_dsm.train import DSMModule as JaxModule
+    from jax_dsm.module import DSMModule as JaxModule
     from torch_dsm.module import DSMModule as TorchModule
 
     messages = []
@@ -131,7 +131,7 @@ def test_an_unknown_law_is_refused_with_the_same_message_on_both_sides():
 
 def test_the_chosen_law_reaches_the_trained_network():
     """``model.init`` of the training module builds its network with that law (zero biases: ``flax``)."""
-    from jax_dsm.train import DSMModule as JaxModule
+    from jax_dsm.module import DSMModule as JaxModule
     from torch_dsm.module import DSMModule as TorchModule
 
     torch_module = TorchModule(hidden_dims=[16], init="flax")

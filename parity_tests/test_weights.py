@@ -126,11 +126,12 @@ def test_malformed_safetensors_file_fails_loudly(tmp_path, init_weights):
 
 
 def test_weights_for_another_model_fail_loudly(init_weights, cond_weights):
-    with pytest.raises(DSMInputError, match="dense_"):
+    # The same check and message on both sides (dsm_common.weights.check_widths).
+    with pytest.raises(DSMInputError, match=r"widths \[2, 256, 256, 2\], the model expects \[2, 128, 128, 2\]"):
         tw.from_canonical(init_weights, tmodels.ScoreMLP((128, 128)))
-    with pytest.raises(DSMInputError, match="dense_0"):
+    with pytest.raises(DSMInputError, match=r"the model expects \[3, 256, 256, 2\]"):
         tw.from_canonical(init_weights, tmodels.ScoreMLP((256, 256), conditional=True))
-    with pytest.raises(DSMInputError, match="layers"):
+    with pytest.raises(DSMInputError, match=r"the model expects \[2, 256, 256, 256, 2\]"):
         tw.from_canonical(init_weights, tmodels.ScoreMLP((256, 256, 256)))
     with pytest.raises(DSMInputError, match="widths"):
         jw.from_canonical(init_weights, jmodels.ScoreMLP((128, 128)))

@@ -2,7 +2,7 @@
 
 Torch: ``lightning.Trainer.fit`` of ``torch_dsm.module.DSMModule`` on ``torch_dsm.data.DSMDataModule``;
 the initial weights (when drawn), the order of the batches and the DSM noise come from torch's
-global stream, seeded per run. JAX: ``jax_dsm.train.Trainer.fit`` of ``jax_dsm.train.DSMModule``
+global stream, seeded per run. JAX: ``jax_dsm.trainer.Trainer.fit`` of ``jax_dsm.module.DSMModule``
 (its compiled loop), ``fit(seed=seed)``. A run is set up from a configuration file read by both
 command lines (``configs/seed.yaml``, the recipe: seed-mixture data, batch 8 reshuffled every
 epoch, plain SGD lr 1e-5, DSM sum loss with σ = 3; ``configs/ncsn.yaml``), and starts either from
@@ -17,6 +17,7 @@ and statistics of samples drawn from the trained score with the same framework's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,13 @@ import jax_dsm.weights as jw
 import torch_dsm.weights as tw
 from dsm_common.metrics import fisher_divergence
 from dsm_common.mixtures import GaussianMixture, seed_mixture
+from dsm_common.testing import numpy_mlp
 from parity_tests.compare import quiet_lightning
 from parity_tests.devices import Device
 from parity_tests.native import jax_annealed, jax_langevin, jax_score, torch_annealed, torch_langevin, torch_score
 
 __all__ = ["TrainRun", "load_config", "fit_lightning", "fit_jax", "train_lightning", "train_jax", "run_statistics",
-           "annealed_statistics", "numpy_mlp", "STATISTICS"]
+           "annealed_statistics", "STATISTICS"]
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -97,7 +99,8 @@ def fit_jax(cfg: dict[str, Any], seed: int, dev: Device, root: Path, init: dict 
     ``init``: canonical weights to start from; None: drawn with ``cfg["model"]["init"]``'s law
     from the run's initialisation key."""
     from jax_dsm.data import DSMDataModule
-    from jax_dsm.train import DSMModule, Trainer
+    from jax_dsm.module import DSMModule
+    from jax_dsm.trainer import Trainer
 
     with jax.default_device(dev.jax):
         dm = DSMDataModule(**cfg["data"])
@@ -126,26 +129,6 @@ def train_jax(init: dict, seed: int, epochs: int, dev: Device, root: Path, lr: f
 STATISTICS = ("final loss", "Fisher divergence", "mode 2 weight", "gap mass")
 
 
-def numpy_mlp(params: dict[str, np.ndarray], sigma: float | None = None):
-    """The canonical MLP as a float64 numpy function x (n, 2) → (n, 2).
-
-    ``sigma``: a noise-conditional network evaluated at that level (input ``(x, log σ)``,
-    output divided by σ, as ``ScoreMLP``); None for an unconditional one."""
-    n = len(params) // 2
-
-    def f(x):
-        h = np.asarray(x, np.float64)
-        if sigma is not None:
-            h = np.concatenate([h, np.full((len(h), 1), np.log(sigma))], axis=1)
-        for i in range(n):
-            h = h @ params[f"dense_{i}.kernel"].astype(np.float64) + params[f"dense_{i}.bias"]
-            if i < n - 1:
-                h = np.maximum(h, 0.0)
-        return h if sigma is None else h / sigma
-
-    return f
-
-
 def _sample_statistics(run: TrainRun, x: np.ndarray, target: GaussianMixture, score, last_epochs: int) -> dict:
     x = x.astype(np.float64)
     if not np.all(np.isfinite(x)):
@@ -169,7 +152,7 @@ def run_statistics(run: TrainRun, target: GaussianMixture, dev: Device, n_chains
         x = torch_langevin(torch_score(dev, params=run.params), n_chains, step_size, n_steps, sample_seed, dev)
     else:
         x = jax_langevin(jax_score(dev, params=run.params), n_chains, step_size, n_steps, sample_seed, dev)
-    return _sample_statistics(run, x, target, numpy_mlp(run.params), last_epochs)
+    return _sample_statistics(run, x, target, partial(numpy_mlp, run.params), last_epochs)
 
 
 def annealed_statistics(run: TrainRun, dev: Device, n_chains: int, last_epochs: int, sample_seed: int) -> dict[str, float]:
@@ -187,4 +170,5 @@ def annealed_statistics(run: TrainRun, dev: Device, n_chains: int, last_epochs: 
     else:
         x = jax_annealed(jax_score(dev, params=run.params), *args)
     sigma_l = float(run.sigmas[-1])
-    return _sample_statistics(run, x, seed_mixture().convolve(sigma_l), numpy_mlp(run.params, sigma_l), last_epochs)
+    score = partial(numpy_mlp, run.params, sigma=sigma_l)
+    return _sample_statistics(run, x, seed_mixture().convolve(sigma_l), score, last_epochs)

@@ -70,7 +70,7 @@ def sampler(framework: str, chains: int, hidden: int):
         xj = jnp.asarray(x0)
 
         def run(steps, keep_every):
-            return jax.block_until_ready(langevin(score, xj, 0.01, steps, key=jax.random.PRNGKey(1), keep_every=keep_every))
+            return jax.block_until_ready(langevin(score, xj, 0.01, steps, rng=jax.random.PRNGKey(1), keep_every=keep_every))
 
         return run
     import torch
@@ -84,7 +84,7 @@ def sampler(framework: str, chains: int, hidden: int):
     model, xt = ScoreMLP((hidden, hidden)).eval(), torch.from_numpy(x0)
 
     def run(steps, keep_every):
-        return langevin(model, xt, 0.01, steps, keep_every=keep_every, generator=torch.Generator().manual_seed(1))
+        return langevin(model, xt, 0.01, steps, keep_every=keep_every, rng=torch.Generator().manual_seed(1))
 
     return run
 

@@ -21,7 +21,7 @@ Rows of the main table (training: ``--epochs`` epochs of batch 8 on the 300-poin
   ``DataLoader(shuffle=True)``, a key split in Python each step; one jitted Langevin step per
   step, called from Python, every state kept in a list (as the notebook does). Cold: the caches
   are cleared before each repeat, so its compilation is included, as in a fresh notebook.
-- jax_dsm Trainer.fit: ``jax_dsm.train.Trainer(...).fit(DSMModule(), DSMDataModule())`` as
+- jax_dsm Trainer.fit: ``jax_dsm.trainer.Trainer(...).fit(DSMModule(), DSMDataModule())`` as
   shipped (compiled scans, a checkpoint per chunk), cold (compilation included).
 - jax_dsm compiled loop only: the same ``make_train_chunk`` calls, already compiled, no checkpoints.
 - Lightning, dsm-torch fit defaults: ``lightning.Trainer(**torch_dsm.cli.trainer_defaults())``
@@ -74,11 +74,11 @@ import torch_dsm.cli
 from dsm_common.datasets import load_dataset
 from jax_dsm.data import DSMDataModule as JaxDataModule
 from jax_dsm.models import ScoreMLP as JaxScoreMLP
+from jax_dsm.module import DSMModule as JaxDSMModule
 from jax_dsm.sampling import chunk_length
 from jax_dsm.sampling import langevin as jax_langevin
-from jax_dsm.train import DSMModule as JaxDSMModule
-from jax_dsm.train import Trainer as JaxTrainer
-from jax_dsm.train import make_train_chunk
+from jax_dsm.trainer import Trainer as JaxTrainer
+from jax_dsm.trainer import make_train_chunk
 from torch_dsm.data import DSMDataModule as TorchDataModule
 from torch_dsm.losses import dsm_loss as torch_dsm_loss
 from torch_dsm.models import ScoreMLP as TorchScoreMLP
@@ -288,7 +288,7 @@ def jax_sampler(hidden=HIDDEN):
 
 
 def jax_dsm_sample(score, x0, steps: int, keep_every: int = 0):
-    x, kept = jax_langevin(score, x0, EPS, steps, key=jax.random.PRNGKey(1), keep_every=keep_every)
+    x, kept = jax_langevin(score, x0, EPS, steps, keep_every, rng=jax.random.PRNGKey(1))
     return jax.block_until_ready((x, kept))
 
 
@@ -321,7 +321,7 @@ def plain_torch_train(points: torch.Tensor, epochs: int, batch: int = BATCH, hid
     for _ in range(epochs):
         perm, total = torch.randperm(n), torch.zeros(())
         for i in range(0, n, batch):
-            loss = torch_dsm_loss(model, points[perm[i : i + batch]], SIGMA)
+            loss = torch_dsm_loss(model, points[perm[i : i + batch]], SIGMA, rng=torch.default_generator)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -335,7 +335,7 @@ def torch_sampler(hidden=HIDDEN):
 
 
 def torch_dsm_sample(model, x0: torch.Tensor, steps: int, keep_every: int = 0):
-    return torch_langevin(model, x0, EPS, steps, keep_every=keep_every, generator=torch.Generator().manual_seed(1))
+    return torch_langevin(model, x0, EPS, steps, keep_every, rng=torch.Generator().manual_seed(1))
 
 
 # ----------------------------------------------------------------------------- the main table

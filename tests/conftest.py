@@ -114,7 +114,7 @@ def resample_training_space(weights: Path, n_chains: int, n_steps: int, step_siz
     model, _ = load_weights(weights)
     x0 = np.random.default_rng(seed).standard_normal((n_chains, 2)).astype(np.float32)
     gen = torch.Generator().manual_seed(seed)
-    x, _ = langevin(model, torch.from_numpy(x0), step_size, n_steps, generator=gen)
+    x, _ = langevin(model, torch.from_numpy(x0), step_size, n_steps, rng=gen)
     return x.numpy().astype(np.float64)
 
 

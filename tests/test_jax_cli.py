@@ -3,8 +3,8 @@ sampling from saved weights of either framework, every bad input, and import iso
 
 Sample values are checked, not just shapes: the samples a run writes are recomputed here with a
 float64 numpy MLP from the run's own weight file, the numpy recursion of docs/method.md §1, the seeded
-initial states and the per-step normal draws of the documented key schedule (one key per chunk,
-split once per step), then mapped to data units with the data set's mean and standard deviation
+initial states and the per-step normal draws of the documented key schedule (step k draws from
+``fold_in(key, k)``), then mapped to data units with the data set's mean and standard deviation
 computed here from the raw file.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from dsm_common.testing import numpy_mlp
 from jax_dsm.cli import main
-from jax_dsm.sampling import chunk_length
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "seed.yaml")
@@ -47,34 +47,19 @@ METRICS_KEYS = ("framework", "dataset", "epochs", "final_loss", "train_seconds",
                 "mode_weights", "gap_mass", "energy_distance", "energy_distance_reference", "fisher_divergence")
 
 
-def numpy_mlp(canonical: dict, x: np.ndarray) -> np.ndarray:
-    """float64 forward of a canonical MLP (dense_i.kernel (in, out), ReLU between layers)."""
-    n = len(canonical) // 2
-    h = np.asarray(x, np.float64)
-    for i in range(n):
-        h = h @ canonical[f"dense_{i}.kernel"].astype(np.float64) + canonical[f"dense_{i}.bias"].astype(np.float64)
-        if i < n - 1:
-            h = np.maximum(h, 0.0)
-    return h
 
 
 def expected_samples(weights: Path, n_chains: int, seed: int = 0, n_steps: int = N_STEPS, eps: float = EPS) -> list[np.ndarray]:
     """Training-space samples of the configured sampler, recomputed in numpy: x₀ ~ N(0, I) from
-    ``numpy.random.default_rng(seed)``; per-step noise from ``PRNGKey(seed)`` split into one key
-    per chunk, each split into one key per step. Returns one candidate per chunking (with the
-    progress bar: equal chunks as ``chunk_length`` cuts them; without: one chunk)."""
+    ``numpy.random.default_rng(seed)``; the noise of step k from ``fold_in(PRNGKey(seed), k)``,
+    whatever the progress bar's chunking. Returns the one candidate, in a list."""
     canonical = load_file(str(weights))
-    x0 = np.random.default_rng(seed).standard_normal((n_chains, 2)).astype(np.float32)
-    out = []
-    for chunk in sorted({chunk_length(n_steps, 0, 20), n_steps}):
-        chunk_keys = jax.random.split(jax.random.PRNGKey(seed), n_steps // chunk)
-        step_keys = [k for ck in chunk_keys for k in jax.random.split(ck, chunk)]
-        x = x0.astype(np.float64)
-        for k in step_keys:
-            z = np.asarray(jax.random.normal(k, (n_chains, 2), np.float32), np.float64)
-            x = x + 0.5 * eps * numpy_mlp(canonical, x) + np.sqrt(eps) * z
-        out.append(x)
-    return out
+    x = np.random.default_rng(seed).standard_normal((n_chains, 2)).astype(np.float32).astype(np.float64)
+    key = jax.random.PRNGKey(seed)
+    for k in range(n_steps):
+        z = np.asarray(jax.random.normal(jax.random.fold_in(key, k), (n_chains, 2), np.float32), np.float64)
+        x = x + 0.5 * eps * numpy_mlp(canonical, x) + np.sqrt(eps) * z
+    return [x]
 
 
 def assert_samples_match(samples: np.ndarray, candidates: list[np.ndarray], shift, scale) -> None:
@@ -114,7 +99,7 @@ def final_losses_from_checkpoint(run: Path) -> list[float]:
 
 
 def train(run: Path, *extra: str) -> None:
-    main(["train", "--config", CONFIG, *TINY, f"--trainer.default_root_dir={run}", *extra])
+    main(["fit", "--config", CONFIG, *TINY, f"--trainer.default_root_dir={run}", *extra])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +269,7 @@ def test_bad_input_one_line_error(bad_files, tmp_path, capsys, args, needles):
     argv = [a.format(d=bad_files) for a in args]
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--config", CONFIG, *TINY, f"--trainer.default_root_dir={tmp_path / 'run'}", *argv])
+        main(["fit", "--config", CONFIG, *TINY, f"--trainer.default_root_dir={tmp_path / 'run'}", *argv])
     check_error_output(exit_info.value.code, capsys.readouterr().err, needles, bad_files)
     assert not (tmp_path / "run" / "weights.safetensors").exists()
 
@@ -298,7 +283,7 @@ def test_bad_input_one_line_error_subprocess(bad_files, tmp_path, args, needles)
     """A few of the cases as a user meets them: ``python -m jax_dsm.cli train`` in a fresh process."""
     argv = [a.format(d=bad_files) for a in args]
     proc = subprocess.run(
-        [sys.executable, "-m", "jax_dsm.cli", "train", "--config", CONFIG, *TINY,
+        [sys.executable, "-m", "jax_dsm.cli", "fit", "--config", CONFIG, *TINY,
          f"--trainer.default_root_dir={tmp_path / 'run'}", *argv],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, env=ENV,
     )
@@ -317,7 +302,7 @@ def test_bad_input_errors_are_the_torch_sides(bad_files, tmp_path, capsys, monke
     for name, args, _ in BAD_INPUTS:
         argv = [a.format(d=bad_files) for a in args]
         lines = {}
-        for prog, entry, word in (("dsm-jax", main, "train"), ("dsm-torch", torch_main, "fit")):
+        for prog, entry, word in (("dsm-jax", main, "fit"), ("dsm-torch", torch_main, "fit")):
             capsys.readouterr()
             with pytest.raises(SystemExit) as exit_info:
                 entry([word, "--config", CONFIG, *TINY, f"--trainer.default_root_dir={tmp_path / prog}", *argv])
@@ -345,3 +330,13 @@ def test_import_jax_dsm_does_not_import_torch_or_lightning():
             "('torch', 'lightning', 'pytorch_lightning')]; assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("word", ["fit", "train"])
+def test_fit_is_the_training_command_and_train_its_alias(word, capsys):
+    """``dsm-jax fit`` as ``dsm-torch fit``; ``dsm-jax train`` still works (same parser)."""
+    with pytest.raises(SystemExit) as exit_:
+        main([word, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: dsm-jax fit") and "--model.init" in out and "--trainer.max_epochs" in out

@@ -17,8 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dsm_common.testing import numpy_mlp
 from jax_dsm.losses import dsm_loss
 from jax_dsm.models import ScoreMLP
+from jax_dsm.weights import to_canonical
 
 X = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)
 Z = np.array([[1.0, -1.0], [0.5, 0.0]], np.float32)
@@ -77,15 +79,6 @@ def test_dsm_loss_hand_case_flax_model_value_and_gradient(reduction):
         np.testing.assert_array_equal(expected_dk, [[0.5, -1.0], [1.0, -2.0]])
 
 
-def _numpy_mlp(params: dict, x: np.ndarray) -> np.ndarray:
-    """float64 forward of a Flax ScoreMLP from its parameters: ReLU between dense layers."""
-    n = len(params)
-    h = np.asarray(x, np.float64)
-    for i in range(n):
-        h = h @ np.asarray(params[f"dense_{i}"]["kernel"], np.float64) + np.asarray(params[f"dense_{i}"]["bias"], np.float64)
-        if i < n - 1:
-            h = np.maximum(h, 0.0)
-    return h
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
@@ -99,7 +92,7 @@ def test_dsm_loss_mlp_against_numpy(reduction):
     sigma = 3.0
     loss = dsm_loss(lambda v: model.apply(variables, v), jnp.asarray(x), sigma, noise=jnp.asarray(z), reduction=reduction)
     x_tilde = x.astype(np.float64) + sigma * z
-    per_point = np.sum((_numpy_mlp(variables["params"], x_tilde) + z / sigma) ** 2, axis=1)
+    per_point = np.sum((numpy_mlp(to_canonical(variables), x_tilde) + z / sigma) ** 2, axis=1)
     expected = per_point.sum() if reduction == "sum" else per_point.mean()
     # float32 forward against float64: ~1e-6 relative per operation; 1e-5 relative (docs/parity.md).
     assert float(loss) == pytest.approx(expected, rel=1e-5)
@@ -133,7 +126,7 @@ def test_mask_gives_exactly_the_short_batch(reduction):
     assert abs(float(v_unmasked) - float(v_short)) > 1e-3 * abs(float(v_short))
     # Independent value: the numpy formula on the 5 real points.
     x_tilde = x_short.astype(np.float64) + 3.0 * z_short
-    per_point = np.sum((_numpy_mlp(params, x_tilde) + z_short / 3.0) ** 2, axis=1)
+    per_point = np.sum((numpy_mlp(to_canonical({"params": params}), x_tilde) + z_short / 3.0) ** 2, axis=1)
     expected = per_point.sum() if reduction == "sum" else per_point.mean()
     assert float(v_pad) == pytest.approx(expected, rel=1e-5)  # float32 vs float64 (docs/parity.md)
 
@@ -145,7 +138,7 @@ def test_noise_drawn_from_key_is_per_point_and_coordinate():
     recovered coordinates must have mean 0 and variance 1 and be uncorrelated (z-tests at 5 SE:
     SE of a mean 1/√(2B), of a variance √(2/B), of a correlation 1/√B)."""
     b, sigma = 20_000, 0.5
-    grad = jax.grad(lambda x: dsm_loss(lambda v: v, x, sigma, key=jax.random.PRNGKey(12)))(jnp.zeros((b, 2)))
+    grad = jax.grad(lambda x: dsm_loss(lambda v: v, x, sigma, rng=jax.random.PRNGKey(12)))(jnp.zeros((b, 2)))
     z = np.asarray(grad, np.float64) / (2 * (sigma + 1 / sigma))
     assert abs(z.mean()) < 5 / np.sqrt(2 * b)
     assert abs(z.var() - 1.0) < 5 * np.sqrt(2.0 / b)

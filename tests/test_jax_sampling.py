@@ -18,10 +18,12 @@ import pytest
 from jax.tree_util import Partial
 
 from dsm_common.mixtures import GaussianMixture, seed_mixture
+from dsm_common.testing import numpy_langevin, numpy_mlp
 from jax_dsm import sampling
 from jax_dsm.mixtures import mixture_score
 from jax_dsm.models import ScoreMLP
 from jax_dsm.sampling import annealed_langevin, chunk_length, langevin
+from jax_dsm.weights import to_canonical
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,26 +34,8 @@ def _full_float32_matmuls():
         yield
 
 
-def numpy_mlp(params: dict, x: np.ndarray) -> np.ndarray:
-    """float64 forward of a Flax ScoreMLP (unconditional) from its parameters."""
-    n = len(params)
-    h = np.asarray(x, np.float64)
-    for i in range(n):
-        h = h @ np.asarray(params[f"dense_{i}"]["kernel"], np.float64) + np.asarray(params[f"dense_{i}"]["bias"], np.float64)
-        if i < n - 1:
-            h = np.maximum(h, 0.0)
-    return h
 
 
-def numpy_langevin(score, x0, eps, noise, keep_every=0):
-    """The recursion of docs/method.md §1 in float64; returns (final, kept states after every k-th step)."""
-    x = np.asarray(x0, np.float64)
-    kept = []
-    for k, z in enumerate(np.asarray(noise, np.float64)):
-        x = x + 0.5 * eps * score(x) + np.sqrt(eps) * z
-        if keep_every and (k + 1) % keep_every == 0:
-            kept.append(x)
-    return x, (np.stack(kept) if kept else None)
 
 
 def _mixture():
@@ -93,7 +77,7 @@ def test_langevin_mlp_score_with_keep_every(mlp):
     noise = rng.standard_normal((n_steps, 10, 2)).astype(np.float32)
     x, kept = langevin(Partial(model.apply, variables), jnp.asarray(x0), eps, n_steps, noise=jnp.asarray(noise),
                        keep_every=keep)
-    ref, ref_kept = numpy_langevin(lambda x: numpy_mlp(variables["params"], x), x0, eps, noise, keep)
+    ref, ref_kept = numpy_langevin(lambda x: numpy_mlp(to_canonical(variables), x), x0, eps, noise, keep)
     assert kept.shape == (n_steps // keep, 10, 2)
     # docs/parity.md: sampler states ≤ 1e-4 after 1000 steps with shared noise; 200 steps here.
     np.testing.assert_allclose(np.asarray(kept), ref_kept, rtol=0, atol=1e-4)
@@ -112,15 +96,15 @@ def test_langevin_keep_every_not_dividing_n_steps(mlp, progress):
     noise = rng.standard_normal((25, 4, 2)).astype(np.float32)
     fn = Partial(model.apply, variables)
     x, kept = langevin(fn, jnp.asarray(x0), 0.01, 25, noise=jnp.asarray(noise), keep_every=10, progress=progress)
-    ref, ref_kept = numpy_langevin(lambda x: numpy_mlp(variables["params"], x), x0, 0.01, noise, 10)
+    ref, ref_kept = numpy_langevin(lambda x: numpy_mlp(to_canonical(variables), x), x0, 0.01, noise, 10)
     assert kept.shape == (2, 4, 2)
     np.testing.assert_allclose(np.asarray(kept), ref_kept, rtol=0, atol=1e-5)  # float32, 25 steps
     np.testing.assert_allclose(np.asarray(x), ref, rtol=0, atol=1e-5)
-    xk, kept_k = langevin(fn, jnp.asarray(x0), 0.01, 25, key=jax.random.PRNGKey(0), keep_every=10, progress=progress)
+    xk, kept_k = langevin(fn, jnp.asarray(x0), 0.01, 25, rng=jax.random.PRNGKey(0), keep_every=10, progress=progress)
     assert kept_k.shape == (2, 4, 2) and np.all(np.isfinite(np.asarray(xk)))
     # Fewer steps than keep_every: nothing to keep, the final state still moves.
     x7, kept7 = langevin(fn, jnp.asarray(x0), 0.01, 7, noise=jnp.asarray(noise[:7]), keep_every=10, progress=progress)
-    ref7, _ = numpy_langevin(lambda x: numpy_mlp(variables["params"], x), x0, 0.01, noise[:7])
+    ref7, _ = numpy_langevin(lambda x: numpy_mlp(to_canonical(variables), x), x0, 0.01, noise[:7])
     assert kept7 is None
     np.testing.assert_allclose(np.asarray(x7), ref7, rtol=0, atol=1e-5)
 
@@ -146,6 +130,24 @@ def test_langevin_chunked_equals_one_chunk(mlp, keep_every):
         assert k1 is None and k2 is None
 
 
+@pytest.mark.parametrize("keep_every,n_steps", [(0, 200), (10, 200), (7, 200)])
+def test_langevin_samples_do_not_depend_on_the_progress_bar(mlp, keep_every, n_steps):
+    """With a key (no injected noise), step k draws from ``fold_in(rng, k)``: the chunked run
+    (progress=True) and the one-chunk run give the same states (1e-6: the same operations)."""
+    model, variables = mlp
+    x0 = jnp.asarray(np.random.default_rng(4).standard_normal((5, 2)).astype(np.float32))
+    fn = Partial(model.apply, variables)
+    runs = [langevin(fn, x0, 0.01, n_steps, keep_every, progress, rng=jax.random.PRNGKey(9)) for progress in (False, True)]
+    (x1, k1), (x2, k2) = runs
+    np.testing.assert_allclose(np.asarray(x2), np.asarray(x1), rtol=0, atol=1e-6)
+    if keep_every:
+        assert k1.shape == k2.shape == (n_steps // keep_every, 5, 2)
+        np.testing.assert_allclose(np.asarray(k2), np.asarray(k1), rtol=0, atol=1e-6)
+    # and a different key moves the chains differently (the noise is really drawn)
+    x3, _ = langevin(fn, x0, 0.01, n_steps, keep_every, rng=jax.random.PRNGKey(10))
+    assert np.abs(np.asarray(x3) - np.asarray(x1)).max() > 1e-2
+
+
 @pytest.mark.parametrize("progress", [False, True])
 def test_langevin_key_noise_is_fresh_every_step(progress):
     """Zero score: x_n − x_0 = √ε Σ z_k ~ N(0, n ε I) when every step (and every chunk) draws
@@ -153,7 +155,7 @@ def test_langevin_key_noise_is_fresh_every_step(progress):
     40 000 coordinates: the variance ratio has SE √(2/40 000) = 0.007; 5 SE bound."""
     n_chains, n_steps, eps = 20_000, 100, 0.04
     x0 = jnp.zeros((n_chains, 2))
-    x, _ = langevin(lambda x: 0.0 * x, x0, eps, n_steps, key=jax.random.PRNGKey(3), progress=progress)
+    x, _ = langevin(lambda x: 0.0 * x, x0, eps, n_steps, rng=jax.random.PRNGKey(3), progress=progress)
     d = np.asarray(x, np.float64) / np.sqrt(n_steps * eps)
     assert abs(d.var() - 1.0) < 5 * np.sqrt(2 / d.size)
     assert abs(d.mean()) < 5 / np.sqrt(d.size)
@@ -166,9 +168,9 @@ def test_langevin_scan_not_retraced_across_chunks(mlp):
     other = model.init(jax.random.PRNGKey(99), jnp.zeros((1, 2)))
     x0 = jnp.zeros((3, 2))
     before = sampling._langevin_scan._cache_size()
-    langevin(Partial(model.apply, variables), x0, 0.01, 140, key=jax.random.PRNGKey(0), keep_every=7, progress=True)
+    langevin(Partial(model.apply, variables), x0, 0.01, 140, rng=jax.random.PRNGKey(0), keep_every=7, progress=True)
     after_first = sampling._langevin_scan._cache_size()
-    langevin(Partial(model.apply, other), x0 + 1, 0.02, 140, key=jax.random.PRNGKey(1), keep_every=7, progress=True)
+    langevin(Partial(model.apply, other), x0 + 1, 0.02, 140, rng=jax.random.PRNGKey(1), keep_every=7, progress=True)
     after_second = sampling._langevin_scan._cache_size()
     assert 140 // chunk_length(140, 7, 20) == 20
     assert after_first - before <= 1
@@ -283,7 +285,7 @@ def test_exact_score_langevin_reproduces_spec_reference_points():
     n, eps, n_steps = 2000, 0.01, 10_000
     target = seed_mixture().convolve(3.0)
     x0 = np.random.default_rng(2024).standard_normal((n, 2)).astype(np.float32)
-    x, _ = langevin(mixture_score(target), jnp.asarray(x0), eps, n_steps, key=jax.random.PRNGKey(2024))
+    x, _ = langevin(mixture_score(target), jnp.asarray(x0), eps, n_steps, rng=jax.random.PRNGKey(2024))
     x = np.asarray(x, np.float64)
     assert np.all(np.isfinite(x))
     right = float(np.mean(x[:, 0] > 0))

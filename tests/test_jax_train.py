@@ -26,7 +26,8 @@ from flax import serialization
 from dsm_common.validation import DSMInputError
 from jax_dsm.data import DSMDataModule, epoch_batches
 from jax_dsm.models import ScoreMLP
-from jax_dsm.train import DSMModule, Trainer
+from jax_dsm.module import DSMModule
+from jax_dsm.trainer import Trainer
 from jax_dsm.weights import from_canonical, load_weights, save_weights, to_canonical
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +148,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
 
 
 def test_resume_after_sigkill_is_exact(tmp_path):
-    """Kill ``dsm-jax train`` (a subprocess) with SIGKILL as soon as its first checkpoint exists,
+    """Kill ``dsm-jax fit`` (a subprocess) with SIGKILL as soon as its first checkpoint exists,
     resume it with ``--ckpt_path last`` (in this process, through the same ``main``): the final
     parameters and loss history equal an uninterrupted run's, bit for bit."""
     from jax_dsm.cli import main
@@ -155,7 +156,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     n, chunk = 200, 5  # 40 chunks: the kill lands long before the end, even on a loaded machine
     run = tmp_path / "run"
     args = [
-        sys.executable, "-m", "jax_dsm.cli", "train", "--config", str(REPO / "configs" / "seed.yaml"),
+        sys.executable, "-m", "jax_dsm.cli", "fit", "--config", str(REPO / "configs" / "seed.yaml"),
         f"--trainer.max_epochs={n}", f"--trainer.epochs_per_chunk={chunk}", "--trainer.enable_progress_bar=false",
         f"--trainer.default_root_dir={run}", "--model.hidden_dims=[32,32]", "--model.lr=1e-4", "--seed_everything=3",
         "--model.sampler.n_chains=10", "--model.sampler.n_steps=20", "--model.sampler.trajectory_steps=0",
@@ -175,7 +176,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert 0 < killed_at < n and killed_at % chunk == 0, killed_at
     assert not (run / "weights.safetensors").exists()  # it never finished
 
-    main(args[3:] + ["--ckpt_path=last"])  # args[3:]: "train" and its options
+    main(args[3:] + ["--ckpt_path=last"])  # args[3:]: "fit" and its options
     payload = serialization.msgpack_restore(ckpt.read_bytes())
     assert int(payload["epoch"]) == n
     metrics = json.loads((run / "metrics.json").read_text())

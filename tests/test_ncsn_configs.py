@@ -1,6 +1,6 @@
 """The NCSN configurations (configs/ncsn*.yaml) run through both command lines, and their optimiser schedule.
 
-Every ``configs/ncsn*.yaml`` is read by ``dsm-jax train`` (and ``configs/ncsn.yaml`` by
+Every ``configs/ncsn*.yaml`` is read by ``dsm-jax fit`` (and ``configs/ncsn.yaml`` by
 ``dsm-torch fit``) at a tiny size (2 epochs, a few chains and steps): the run writes the per-level
 loss and the side-by-side plain-vs-annealed figure, its samples are finite, and Old Faithful's
 metrics carry the split-half energy check. The cosine learning-rate schedule the configs use
@@ -61,10 +61,10 @@ def test_configs_exist():
 
 @pytest.mark.parametrize("config", NCSN_CONFIGS, ids=lambda p: p.stem)
 def test_jax_train_tiny(config, tmp_path):
-    from jax_dsm.cli import train_main
+    from jax_dsm.cli import fit_main
 
     n_chains = 140 if "faithful" in config.stem else 13  # the split-half check needs ≥ 136 samples
-    train_main(tiny_args(config, tmp_path, n_chains))
+    fit_main(tiny_args(config, tmp_path, n_chains))
     m = check_ncsn_run(tmp_path, config, "jax")
     if "faithful" in config.stem:
         assert m["split_half_energy"]["n_per_half"] == 136
@@ -84,7 +84,7 @@ def test_cosine_schedule_same_in_both_frameworks():
     import torch
 
     from dsm_common.datasets import load_dataset
-    from jax_dsm.train import DSMModule as JaxModule
+    from jax_dsm.module import DSMModule as JaxModule
     from torch_dsm.module import _cosine_factor
 
     total, lr = 12, 1e-3
@@ -114,7 +114,7 @@ def test_cosine_needs_the_run_length():
     import jax
 
     from dsm_common.datasets import load_dataset
-    from jax_dsm.train import DSMModule as JaxModule
+    from jax_dsm.module import DSMModule as JaxModule
 
     module = JaxModule(num_scales=3, optimizer="adam", lr_schedule="cosine")
     with pytest.raises(ValueError, match="setup"):
@@ -125,7 +125,7 @@ def test_cosine_needs_the_run_length():
 
 def test_bad_schedule_is_an_input_error():
     from dsm_common.validation import DSMInputError
-    from jax_dsm.train import DSMModule as JaxModule
+    from jax_dsm.module import DSMModule as JaxModule
     from torch_dsm.module import DSMModule as TorchModule
 
     for cls in (JaxModule, TorchModule):

@@ -96,7 +96,7 @@ def _jax_annealed(mixture, sigmas, n, init_scale, seed, s):
 
     x, _ = annealed_langevin(mixture_score(mixture), jnp.asarray(uniform_start(n, init_scale, seed)),
                              jnp.asarray(sigmas, jnp.float32), s["step_size"], s["n_steps"],
-                             key=jax.random.PRNGKey(seed), denoise=s["denoise"])
+                             rng=jax.random.PRNGKey(seed), denoise=s["denoise"])
     return np.asarray(x, np.float64)
 
 
@@ -110,7 +110,7 @@ def _jax_plain(mixture, sigma, n, seed):
 
     score = Partial(lambda sc, x: sc(x, sigma), mixture_score(mixture))
     x, _ = langevin(score, jnp.asarray(uniform_start(n, TOY_INIT, seed)), PLAIN_STEP, PLAIN_STEPS,
-                    key=jax.random.PRNGKey(seed))
+                    rng=jax.random.PRNGKey(seed))
     return np.asarray(x, np.float64)
 
 
@@ -137,7 +137,7 @@ def _torch_annealed(mixture, sigmas, n, init_scale, seed, s):
     torch.set_num_threads(1)
     x, _ = annealed_langevin(mixture_score(mixture), torch.from_numpy(uniform_start(n, init_scale, seed)),
                              torch.as_tensor(sigmas, dtype=torch.float32), s["step_size"], s["n_steps"],
-                             denoise=s["denoise"], generator=torch.Generator().manual_seed(seed))
+                             denoise=s["denoise"], rng=torch.Generator().manual_seed(seed))
     return x.double().numpy()
 
 
@@ -150,7 +150,7 @@ def _torch_plain(mixture, sigma, n, seed):
     torch.set_num_threads(1)
     score = mixture_score(mixture)
     x, _ = langevin(lambda y: score(y, sigma), torch.from_numpy(uniform_start(n, TOY_INIT, seed)), PLAIN_STEP,
-                    PLAIN_STEPS, generator=torch.Generator().manual_seed(seed))
+                    PLAIN_STEPS, rng=torch.Generator().manual_seed(seed))
     return x.double().numpy()
 
 

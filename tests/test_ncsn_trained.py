@@ -35,16 +35,16 @@ def seed_checks(m: dict, weight_tol: float, std_tol: float) -> None:
 
 
 def jax_train_and_sample(config: Path, n_chains: int, tmp_path: Path):
-    """Train with the config through the JAX API (as ``dsm-jax train`` does), then run its annealed
+    """Train with the config through the JAX API (as ``dsm-jax fit`` does), then run its annealed
     sampler on ``n_chains`` chains; returns (dataset, samples in training space)."""
     import jax
     import jax.numpy as jnp
     from jax.tree_util import Partial
 
-    from jax_dsm.cli import train_parser
+    from jax_dsm.cli import fit_parser
     from jax_dsm.sampling import annealed_langevin
 
-    parser = train_parser()
+    parser = fit_parser()
     cfg = parser.parse_args(["--config", str(config), f"--trainer.default_root_dir={tmp_path}",
                              "--trainer.enable_progress_bar=false"])
     init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
@@ -55,7 +55,7 @@ def jax_train_and_sample(config: Path, n_chains: int, tmp_path: Path):
     x0 = s.initial_states(np.random.default_rng(s.seed))
     x, _ = annealed_langevin(Partial(module.model.apply, {"params": state.params}), jnp.asarray(x0),
                              jnp.asarray(module.sigmas, jnp.float32), s.step_size, s.n_steps,
-                             key=jax.random.PRNGKey(s.seed), denoise=s.denoise)
+                             rng=jax.random.PRNGKey(s.seed), denoise=s.denoise)
     return dm.data, np.asarray(x, np.float64)
 
 
@@ -85,9 +85,9 @@ def _full_seed(framework: str, tmp_path: Path) -> dict:
     sample = ["--weights", str(root / "weights.safetensors"), "--out", str(root / "sample10k"),
               "--sampler.n_chains=10000", "--sampler.trajectory_steps=0"]
     if framework == "jax":
-        from jax_dsm.cli import sample_main, train_main
+        from jax_dsm.cli import fit_main, sample_main
 
-        train_main(fit)
+        fit_main(fit)
         sample_main(sample)
     else:
         from torch_dsm.cli import sample_main
@@ -112,9 +112,9 @@ def test_old_faithful_trained_full_size(framework, tmp_path):
     args = ["--config", str(NCSN_OLD_FAITHFUL), f"--trainer.default_root_dir={tmp_path}",
             "--trainer.enable_progress_bar=false", "--model.sampler.trajectory_steps=0"]
     if framework == "jax":
-        from jax_dsm.cli import train_main
+        from jax_dsm.cli import fit_main
 
-        train_main(args)
+        fit_main(args)
     else:
         run_torch_cli_inprocess(["fit", *args])
     m = read_metrics(tmp_path)

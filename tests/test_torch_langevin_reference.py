@@ -29,7 +29,7 @@ def _run(n_chains: int, seed: int) -> np.ndarray:
     score = mixture_score(seed_mixture())
     x0 = np.random.default_rng(seed).standard_normal((n_chains, 2)).astype(np.float32)
     x, _ = langevin(lambda y: score(y, 3.0), torch.from_numpy(x0), 0.01, 10_000,
-                    generator=torch.Generator().manual_seed(seed))
+                    rng=torch.Generator().manual_seed(seed))
     return x.double().numpy()
 
 

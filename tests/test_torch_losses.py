@@ -77,7 +77,7 @@ def test_drawn_noise_is_per_point_and_per_coordinate():
 
     n, sigma = 20_000, 2.0
     gen = torch.Generator().manual_seed(0)
-    loss = dsm_loss(spy, torch.zeros(n, 2), sigma, reduction="mean", generator=gen)
+    loss = dsm_loss(spy, torch.zeros(n, 2), sigma, reduction="mean", rng=gen)
     z = (seen[0] / sigma).double().numpy()  # (n, 2)
     # Sample moments within 4 standard errors: mean sd 1/√n, variance sd √(2/n), correlation sd 1/√n.
     assert np.abs(z.mean(0)).max() < 4 / np.sqrt(n)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dsm_common.mixtures import seed_mixture
+from dsm_common.testing import numpy_langevin
 from torch_dsm.mixtures import mixture_score
 from torch_dsm.sampling import langevin
 
@@ -22,25 +23,17 @@ def _score_np(x: np.ndarray) -> np.ndarray:
     return -x + 0.5 * np.sin(2 * x)
 
 
-def _numpy_recursion(score, x0, eps, noise, keep_every):
-    """The update written out in float64; returns the final state and the kept states."""
-    x, kept = x0.astype(np.float64), []
-    for k in range(noise.shape[0]):
-        x = x + (eps / 2) * score(x) + np.sqrt(eps) * noise[k]
-        if keep_every and (k + 1) % keep_every == 0:
-            kept.append(x)
-    return x, (np.stack(kept) if kept else None)
 
 
 @pytest.mark.parametrize("keep_every", [0, 1, 7, 1000])
-def test_langevin_with_injected_noise_matches_numpy_recursion(keep_every):
+def test_langevin_with_injected_noise_matchesnumpy_langevin(keep_every):
     rng = np.random.default_rng(0)
     n_steps, eps = 1000, 0.01
     x0 = rng.normal(size=(5, 2)).astype(np.float32)
     noise = rng.normal(size=(n_steps, 5, 2)).astype(np.float32)
     x, kept = langevin(_score_torch, torch.from_numpy(x0), eps, n_steps, noise=torch.from_numpy(noise),
                        keep_every=keep_every)
-    x_ref, kept_ref = _numpy_recursion(_score_np, x0, eps, noise.astype(np.float64), keep_every)
+    x_ref, kept_ref = numpy_langevin(_score_np, x0, eps, noise.astype(np.float64), keep_every)
     # docs/parity.md: sampler states after 1000 steps, float32 against float64, ≤ 1e-4 max-abs.
     np.testing.assert_allclose(x.numpy(), x_ref, atol=1e-4)
     if keep_every == 0:
@@ -70,7 +63,7 @@ def test_langevin_with_exact_mixture_score_matches_numpy_oracle_recursion():
     s = mixture_score(seed_mixture())
     x, kept = langevin(lambda y: s(y, 3.0), torch.from_numpy(x0), 0.01, 1000, noise=torch.from_numpy(noise),
                        keep_every=250)
-    x_ref, kept_ref = _numpy_recursion(target.score, x0, 0.01, noise.astype(np.float64), 250)
+    x_ref, kept_ref = numpy_langevin(target.score, x0, 0.01, noise.astype(np.float64), 250)
     np.testing.assert_allclose(x.numpy(), x_ref, atol=1e-4)  # docs/parity.md sampler tolerance
     np.testing.assert_allclose(kept.numpy(), kept_ref, atol=1e-4)
 
@@ -80,7 +73,7 @@ def test_drawn_noise_has_the_right_law_across_noise_blocks():
     noise block, so a block drawn twice or a reused draw would change the variance."""
     n_chains, n_steps, eps = 10_000, 1100, 0.01
     gen = torch.Generator().manual_seed(0)
-    x, _ = langevin(lambda y: torch.zeros_like(y), torch.zeros(n_chains, 2), eps, n_steps, generator=gen)
+    x, _ = langevin(lambda y: torch.zeros_like(y), torch.zeros(n_chains, 2), eps, n_steps, rng=gen)
     v = x.double().numpy() / np.sqrt(n_steps * eps)  # should be N(0, I)
     m = v.size
     # Family of 4 checks at 4 standard errors each (false alarm ≈ 4 × 6e-5).
@@ -89,14 +82,14 @@ def test_drawn_noise_has_the_right_law_across_noise_blocks():
     assert abs(np.corrcoef(v.T)[0, 1]) < 4 / np.sqrt(n_chains)
     # Same seed, same chains (reproducible); another seed, other chains.
     x2, _ = langevin(lambda y: torch.zeros_like(y), torch.zeros(n_chains, 2), eps, n_steps,
-                     generator=torch.Generator().manual_seed(0))
+                     rng=torch.Generator().manual_seed(0))
     np.testing.assert_array_equal(x.numpy(), x2.numpy())
 
 
 def test_ornstein_uhlenbeck_stationary_variance():
     """s(x) = −x: x_{k+1} = a x_k + √ε z with a = 1 − ε/2, so Var x_n = ε (1 − a^{2n}) / (1 − a²) from x_0 = 0."""
     n_chains, n_steps, eps = 10_000, 600, 0.05
-    x, _ = langevin(lambda y: -y, torch.zeros(n_chains, 2), eps, n_steps, generator=torch.Generator().manual_seed(1))
+    x, _ = langevin(lambda y: -y, torch.zeros(n_chains, 2), eps, n_steps, rng=torch.Generator().manual_seed(1))
     a = 1 - eps / 2
     var = eps * (1 - a ** (2 * n_steps)) / (1 - a**2)  # = 1/(1 − ε/4) ≈ 1.0127 once mixed
     v = x.double().numpy()

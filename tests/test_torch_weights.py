@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file, save_file
 
+from dsm_common.testing import numpy_mlp
 from dsm_common.validation import DSMInputError
 from dsm_common.weights import load_canonical
 from torch_dsm.models import ScoreMLP
@@ -15,15 +16,6 @@ from torch_dsm.weights import from_canonical, load_weights, save_weights, to_can
 torch.set_num_threads(1)
 
 
-def _np_forward(params: dict, x: np.ndarray) -> np.ndarray:
-    """The canonical MLP in numpy: h ← relu(h @ kernel + bias), no relu after the last layer."""
-    n = len(params) // 2
-    h = x.astype(np.float64)
-    for i in range(n):
-        h = h @ params[f"dense_{i}.kernel"].astype(np.float64) + params[f"dense_{i}.bias"]
-        if i < n - 1:
-            h = np.maximum(h, 0)
-    return h
 
 
 @pytest.mark.parametrize("conditional", [False, True])
@@ -55,7 +47,7 @@ def test_canonical_layout_computes_the_same_function():
     x = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
     with torch.no_grad():
         got = model(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(got, _np_forward(to_canonical(model), x), rtol=1e-5, atol=1e-6)  # float32 forward
+    np.testing.assert_allclose(got, numpy_mlp(to_canonical(model), x), rtol=1e-5, atol=1e-6)  # float32 forward
 
 
 def test_from_canonical_into_an_existing_model_and_new_model():
@@ -67,7 +59,7 @@ def test_from_canonical_into_an_existing_model_and_new_model():
     np.testing.assert_array_equal(m.dense[0].weight.detach().numpy(), params["dense_0.kernel"].T.astype(np.float32))
     x = rng.normal(size=(4, 2)).astype(np.float32)
     with torch.no_grad():
-        np.testing.assert_allclose(m(torch.from_numpy(x)).numpy(), _np_forward(params, x), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(m(torch.from_numpy(x)).numpy(), numpy_mlp(params, x), rtol=1e-5, atol=1e-6)
     m2 = ScoreMLP((5,))
     assert from_canonical(params, m2) is m2
     np.testing.assert_array_equal(m2.dense[1].bias.detach().numpy(), params["dense_1.bias"].astype(np.float32))
@@ -76,9 +68,9 @@ def test_from_canonical_into_an_existing_model_and_new_model():
 def test_shape_mismatch_is_a_dsm_input_error(tmp_path):
     torch.manual_seed(0)
     params = to_canonical(ScoreMLP((16, 16)))
-    with pytest.raises(DSMInputError, match=r"dense_0.kernel has shape \(2, 16\), the model expects \(2, 8\)"):
+    with pytest.raises(DSMInputError, match=r"weights have layer widths \[2, 16, 16, 2\], the model expects \[2, 8, 8, 2\]"):
         from_canonical(params, ScoreMLP((8, 8)))
-    with pytest.raises(DSMInputError, match="weights have 3 dense layers, the model has 2"):
+    with pytest.raises(DSMInputError, match=r"weights have layer widths \[2, 16, 16, 2\], the model expects \[2, 16, 2\]"):
         from_canonical(params, ScoreMLP((16,)))
     bad = dict(params, **{"dense_1.bias": np.zeros(5, np.float32)})
     with pytest.raises(DSMInputError, match=r"dense_1.bias has shape \(5,\), expected \(16,\)"):

@@ -57,14 +57,14 @@ class TorchSamplers:
         else:
             level = torch.full((x0.shape[0],), sigma)
             fn = lambda x: self.model(x, level)  # noqa: E731
-        x, kept = langevin(fn, x0, step_size, n_steps, keep_every=keep_every, generator=gen, progress=self.progress)
+        x, kept = langevin(fn, x0, step_size, n_steps, keep_every=keep_every, rng=gen, progress=self.progress)
         return x.numpy(), None if kept is None else kept.numpy()
 
     def annealed(self, x0, step_size, n_steps_each, keep_every, denoise, seed):
         gen = torch.Generator().manual_seed(seed)
         x, kept = annealed_langevin(
             self.model, torch.from_numpy(x0), self.sigmas, step_size, n_steps_each, denoise=denoise,
-            keep_every=keep_every, generator=gen, progress=self.progress,
+            keep_every=keep_every, rng=gen, progress=self.progress,
         )
         return x.numpy(), None if kept is None else kept.numpy()
 
@@ -93,7 +93,7 @@ def finish_run(run_dir, model: ScoreMLP, sigmas: np.ndarray, model_settings: dic
     if conditional:
         pts = torch.from_numpy(dataset.points)
         noise = torch.from_numpy(per_level_noise(len(sigmas), len(pts)))
-        losses = per_level_loss(model, pts, torch.as_tensor(sigmas, dtype=torch.float32), noise)
+        losses = per_level_loss(model, pts, torch.as_tensor(sigmas, dtype=torch.float32), noise=noise)
         per_level = {"sigma": [float(s) for s in sigmas], "loss": losses.tolist()}
     return report_generated(run_dir, "torch", dataset, gen, sigmas, conditional,
                             score_at(model, float(sigmas[-1]) if conditional else None), info,

@@ -10,14 +10,19 @@ from typing import Callable
 
 import torch
 
+from dsm_common.validation import require_randomness
+
 __all__ = ["dsm_loss", "ncsn_loss", "per_level_loss"]
 
 
-def _reduce(per_point: torch.Tensor, reduction: str) -> torch.Tensor:
+def _reduce(per_point: torch.Tensor, reduction: str, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is not None:
+        per_point = torch.where(mask, per_point, torch.zeros_like(per_point))
     if reduction == "sum":
         return per_point.sum()
     if reduction == "mean":
-        return per_point.mean()
+        count = per_point.shape[0] if mask is None else mask.sum().clamp(min=1)
+        return per_point.sum() / count
     raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
 
 
@@ -25,9 +30,11 @@ def dsm_loss(
     score_fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     sigma: float,
-    noise: torch.Tensor | None = None,
     reduction: str = "sum",
-    generator: torch.Generator | None = None,
+    mask: torch.Tensor | None = None,
+    *,
+    noise: torch.Tensor | None = None,
+    rng: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Single-scale DSM loss ``Σ_i ‖s_θ(x_i + σ z_i) + z_i/σ‖²`` (docs/method.md §1).
 
@@ -35,27 +42,34 @@ def dsm_loss(
         score_fn: the score network, (B, d) → (B, d).
         x: clean batch, (B, d) float32.
         sigma: noise standard deviation σ > 0 (data units of the training space).
-        noise: z, (B, d) standard normal draws; drawn here (per point and coordinate) if None.
         reduction: ``"sum"`` over the batch (the recipe) or ``"mean"``.
-        generator: torch Generator for the draw of z when ``noise`` is None.
+        mask: (B,) bool, True for real points (padded batches).
+        noise: z, (B, d) standard normal draws (per point and coordinate).
+        rng: torch Generator for z when ``noise`` is None.
 
     Returns:
         Scalar tensor.
+
+    Raises:
+        ValueError: neither ``noise`` nor ``rng``; an unknown ``reduction``.
     """
-    z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) if noise is None else noise
+    require_randomness("dsm_loss", rng, noise)
+    z = torch.randn(x.shape, generator=rng, dtype=x.dtype, device=x.device) if noise is None else noise
     x_tilde = x + sigma * z  # (B, d)
     per_point = ((score_fn(x_tilde) + z / sigma) ** 2).sum(dim=-1)  # (B,)
-    return _reduce(per_point, reduction)
+    return _reduce(per_point, reduction, mask)
 
 
 def ncsn_loss(
     score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     sigmas: torch.Tensor,
+    reduction: str = "mean",
+    mask: torch.Tensor | None = None,
+    *,
     levels: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
-    reduction: str = "mean",
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Multi-scale DSM loss with λ(σ) = σ²: ``‖σ_i s_θ(x + σ_i z, σ_i) + z‖²`` (arXiv 1907.05600 eq. 5).
 
@@ -66,21 +80,26 @@ def ncsn_loss(
         score_fn: conditional network, ((B, d), (B,)) → (B, d).
         x: clean batch (B, d) float32.
         sigmas: (L,) noise levels.
-        levels: (B,) int64 level indices; drawn uniformly if None.
-        noise: (B, d) standard normal z; drawn if None.
         reduction: ``"mean"`` (default) or ``"sum"`` over the batch.
-        generator: torch Generator for draws made here.
+        mask: (B,) bool, True for real points (padded batches).
+        levels: (B,) int64 level indices.
+        noise: (B, d) standard normal z.
+        rng: torch Generator for the levels and z not passed in (levels drawn first).
 
     Returns:
         Scalar tensor.
+
+    Raises:
+        ValueError: a random input missing and no ``rng``; an unknown ``reduction``.
     """
+    require_randomness("ncsn_loss", rng, levels, noise)
     if levels is None:
-        levels = torch.randint(0, sigmas.shape[0], (x.shape[0],), generator=generator, device=x.device)
-    z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) if noise is None else noise
+        levels = torch.randint(0, sigmas.shape[0], (x.shape[0],), generator=rng, device=x.device)
+    z = torch.randn(x.shape, generator=rng, dtype=x.dtype, device=x.device) if noise is None else noise
     sigma = sigmas[levels]  # (B,)
     x_tilde = x + sigma[:, None] * z  # (B, d)
     per_point = ((sigma[:, None] * score_fn(x_tilde, sigma) + z) ** 2).sum(dim=-1)  # (B,)
-    return _reduce(per_point, reduction)
+    return _reduce(per_point, reduction, mask)
 
 
 @torch.no_grad()
@@ -88,6 +107,7 @@ def per_level_loss(
     score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     sigmas: torch.Tensor,
+    *,
     noise: torch.Tensor,
 ) -> torch.Tensor:
     """Mean of ``‖σ s_θ(x + σ z, σ) + z‖²`` over all of ``x`` at each level; returns (L,).

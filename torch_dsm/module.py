@@ -5,7 +5,8 @@ Single scale (``num_scales = 1``, the reference recipe, docs/method.md §1): ``s
 trained with ``ncsn_loss`` over a geometric schedule from ``sigma_max`` (default: the largest
 pairwise distance in the training data) to ``sigma_min``.
 
-Mirror: ``jax_dsm/train.py`` (``DSMModule`` there has the same arguments).
+Mirror: ``jax_dsm/module.py`` (``DSMModule`` there has the same arguments; ``jax_dsm/trainer.py``
+is the twin of Lightning's ``Trainer``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from torch_dsm.losses import dsm_loss, ncsn_loss
 from torch_dsm.models import ScoreMLP
 
 __all__ = ["DSMModule"]
+
+
+def default_generator(device: torch.device) -> torch.Generator:
+    """torch's default generator of ``device`` (what ``torch.randn`` uses when given none)."""
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return torch.default_generator
 
 
 def _cosine_factor(total: int, step: int) -> float:
@@ -113,10 +121,12 @@ class DSMModule(L.LightningModule):
         return self.model(x, sigma)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """The training loss of one batch ``x`` (B, 2), noise drawn from torch's global stream."""
+        """The training loss of one batch ``x`` (B, 2), noise drawn from torch's default generator
+        of ``x``'s device (the stream ``seed_everything`` seeds)."""
+        rng = default_generator(x.device)
         if self.conditional:
-            return ncsn_loss(self.model, x, self.sigmas, reduction=self.hparams.reduction)
-        return dsm_loss(self.model, x, self.hparams.sigma, reduction=self.hparams.reduction)
+            return ncsn_loss(self.model, x, self.sigmas, self.hparams.reduction, rng=rng)
+        return dsm_loss(self.model, x, self.hparams.sigma, self.hparams.reduction, rng=rng)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
         if self.automatic_optimization:

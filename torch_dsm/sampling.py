@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from dsm_common.validation import require_randomness
+
 __all__ = ["langevin", "annealed_langevin"]
 
 _NOISE_FLOATS = 1 << 18  # noise drawn at once when none is passed in: ≤ 1 MiB of float32
@@ -26,10 +28,11 @@ def langevin(
     x0: torch.Tensor,
     step_size: float,
     n_steps: int,
-    noise: torch.Tensor | None = None,
     keep_every: int = 0,
-    generator: torch.Generator | None = None,
     progress: bool = False,
+    *,
+    noise: torch.Tensor | None = None,
+    rng: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``n_steps`` of Euler–Maruyama Langevin dynamics from ``x0``.
 
@@ -38,14 +41,18 @@ def langevin(
         x0: initial states, (n, d) float32.
         step_size: ε > 0.
         n_steps: number of steps.
-        noise: (n_steps, n, d) standard normal draws z_k; drawn here if None.
         keep_every: keep the state after every ``keep_every``-th step (0: keep none).
-        generator: torch Generator for the draws made here.
         progress: show a tqdm bar.
+        noise: (n_steps, n, d) standard normal draws z_k.
+        rng: torch Generator for the per-step noise when ``noise`` is None.
 
     Returns:
         ``(x, kept)``: final states (n, d) and kept states (n_steps // keep_every, n, d) or None.
+
+    Raises:
+        ValueError: neither ``noise`` nor ``rng``.
     """
+    require_randomness("langevin", rng, noise)
     x = x0.clone()
     sqrt_eps, half_eps = math.sqrt(step_size), 0.5 * step_size
     kept = []
@@ -61,7 +68,7 @@ def langevin(
                 j = k % steps_per_block
                 if j == 0:
                     m = min(steps_per_block, n_steps - k)
-                    block = torch.randn((m,) + tuple(x.shape), generator=generator, dtype=x.dtype, device=x.device)
+                    block = torch.randn((m,) + tuple(x.shape), generator=rng, dtype=x.dtype, device=x.device)
                 z = block[j]
             x = x + half_eps * score_fn(x) + sqrt_eps * z
             if keep_every and (k + 1) % keep_every == 0:
@@ -77,11 +84,12 @@ def annealed_langevin(
     sigmas: Sequence[float] | torch.Tensor,
     step_size: float,
     n_steps_each: int,
-    noise: torch.Tensor | None = None,
     denoise: bool = True,
     keep_every: int = 0,
-    generator: torch.Generator | None = None,
     progress: bool = False,
+    *,
+    noise: torch.Tensor | None = None,
+    rng: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Annealed Langevin dynamics (arXiv 1907.05600, Algorithm 1), the paper's step form.
 
@@ -95,23 +103,27 @@ def annealed_langevin(
         sigmas: (L,) noise levels, decreasing.
         step_size: ε > 0.
         n_steps_each: T, steps per level.
-        noise: (L, T, n, d) standard normal draws; drawn here if None.
         denoise: apply the final denoising step.
         keep_every: keep every k-th state within each level (0: none).
-        generator: torch Generator for draws made here.
         progress: show a tqdm bar over levels.
+        noise: (L, T, n, d) standard normal draws.
+        rng: torch Generator for the noise when ``noise`` is None (one stream through the levels).
 
     Returns:
         ``(x, kept)`` as for :func:`langevin`; ``kept`` concatenates the levels.
+
+    Raises:
+        ValueError: neither ``noise`` nor ``rng``.
     """
+    require_randomness("annealed_langevin", rng, noise)
     sig = torch.as_tensor(sigmas, dtype=x0.dtype, device=x0.device)
     x, kept = x0, []
     for i in tqdm(range(sig.shape[0]), desc="annealed Langevin", disable=not progress):
         level = sig[i].expand(x0.shape[0])
         alpha = step_size * float(sig[i] / sig[-1]) ** 2
         x, k = langevin(
-            lambda y, level=level: score_fn(y, level), x, alpha, n_steps_each,
-            noise=None if noise is None else noise[i], keep_every=keep_every, generator=generator,
+            lambda y, level=level: score_fn(y, level), x, alpha, n_steps_each, keep_every,
+            noise=None if noise is None else noise[i], rng=rng,
         )
         if k is not None:
             kept.append(k)

@@ -12,8 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from dsm_common.validation import DSMInputError
-from dsm_common.weights import check_canonical, layer_dims, load_canonical, save_canonical
+from dsm_common.weights import check_canonical, check_widths, layer_dims, load_canonical, save_canonical
 from torch_dsm.models import ScoreMLP
 
 __all__ = ["to_canonical", "from_canonical", "save_weights", "load_weights"]
@@ -38,15 +37,10 @@ def from_canonical(params: Mapping[str, np.ndarray], model: ScoreMLP | None = No
     dims = layer_dims(params)
     if model is None:
         model = ScoreMLP(dims[1:-1], conditional=dims[0] == dims[-1] + 1, dim=dims[-1])
-    if len(model.dense) != len(dims) - 1:
-        raise DSMInputError(f"weights have {len(dims) - 1} dense layers, the model has {len(model.dense)}")
+    check_widths(params, [model.dim + int(model.conditional), *model.hidden_dims, model.dim])
     with torch.no_grad():
         for i, layer in enumerate(model.dense):
             k = params[f"dense_{i}.kernel"]
-            if tuple(layer.weight.shape) != k.T.shape:
-                raise DSMInputError(
-                    f"dense_{i}.kernel has shape {k.shape}, the model expects {tuple(layer.weight.shape[::-1])}"
-                )
             layer.weight.copy_(torch.from_numpy(k.T.copy()))
             layer.bias.copy_(torch.from_numpy(params[f"dense_{i}.bias"].copy()))  # a copy: the array may be read-only
     return model
