@@ -1,16 +1,26 @@
-"""Configuration pieces both frameworks read from the same YAML (``model.sampler``, noise levels).
+"""Typed settings both frameworks read from the same YAML, and the method registry's entries.
 
-``SamplerConfig`` is a plain dataclass, so LightningCLI and the JAX command line (both built on
-jsonargparse) turn it into the same nested YAML section.
+Every class here is a plain dataclass, so LightningCLI and the JAX command line (both built on
+jsonargparse) turn it into the same nested YAML section:
+
+* ``model.objective`` names the training objective (``dsm``: one noise level, the reference
+  recipe; ``ncsn``: many levels) and ``model.dsm`` / ``model.ncsn`` hold its settings;
+* ``model.sampler.name`` names the sampler (``langevin``, ``annealed_langevin``; unset: the
+  objective's default) and ``model.sampler.langevin`` / ``model.sampler.annealed_langevin`` hold
+  its settings; the rest of ``model.sampler`` (chains, initial law, seed, trajectory demo) is
+  common to all samplers.
+
+The methods and their equations: ``docs/method.md``; how to add one: ``docs/methods.md``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, Optional
 
 import numpy as np
 
+from dsm_common.registry import OBJECTIVES, SAMPLERS, ObjectiveSpec, SamplerSpec
 from dsm_common.validation import (
     DSMInputError,
     check_non_negative_int,
@@ -18,72 +28,58 @@ from dsm_common.validation import (
     check_positive_int,
 )
 
-__all__ = ["SamplerConfig", "geometric_sigmas", "check_model_options"]
+__all__ = [
+    "DSMSettings",
+    "NCSNSettings",
+    "LangevinSettings",
+    "AnnealedLangevinSettings",
+    "SamplerConfig",
+    "geometric_sigmas",
+    "check_model_options",
+    "MethodChoice",
+    "resolve_methods",
+    "settings_record",
+    "legacy_option_message",
+]
+
+
+# ----------------------------------------------------------------------------- objectives
+@dataclass
+class DSMSettings:
+    """``model.dsm``: single-scale denoising score matching (docs/method.md §1).
+
+    Attributes:
+        sigma: the noise level σ (recipe: 3), in training-space units.
+    """
+
+    sigma: float = 3.0
+
+    def validate(self) -> DSMSettings:
+        check_positive("model.dsm.sigma", self.sigma)
+        return self
 
 
 @dataclass
-class SamplerConfig:
-    """Langevin sampler settings (docs/method.md §1 defaults: 100 chains, ε = 0.01, 10 000 steps).
+class NCSNSettings:
+    """``model.ncsn``: noise-conditional score network over many levels (docs/method.md §3).
 
     Attributes:
-        n_chains: number of independent chains (= samples returned).
-        step_size: ε of ``x ← x + (ε/2) s(x) + √ε z``; for annealed Langevin the ε of
-            ``α_i = ε σ_i² / σ_L²``.
-        n_steps: Langevin steps (annealed: steps per noise level, T).
-        keep_every: keep every k-th state in a trajectory (0: final states only).
-        init: initial law, ``normal`` (N(0, init_scale² I)) or ``uniform`` ([−init_scale, init_scale]²),
-            in training space.
-        init_scale: std (normal) or half-width (uniform) of the initial law.
-        kind: ``langevin`` (single noise level) or ``annealed`` (NCSN); None picks ``annealed``
-            for a multi-scale model and ``langevin`` otherwise.
-        denoise: annealed only: finish with ``x ← x + σ_L² s(x, σ_L)`` (Tweedie denoising).
-        seed: seed of the sampler's own random stream.
-        trajectory_steps: steps of the single-chain trajectory demo from the origin (0: none).
-        trajectory_step_size: ε of the trajectory demo.
-        trajectory_keep_every: keep every k-th state of the trajectory demo.
-        plain_step_size: multi-scale models: ε of the plain-Langevin comparison run
-            (``s(x, σ_L)``, L × n_steps steps, same initial states); None: ``step_size``.
-            The annealed ε is tiny at σ_L (α_L = ε), so a fair comparison needs its own step.
+        num_scales: L ≥ 2 geometric levels.
+        sigma_max: σ₁; None: the largest pairwise distance in the training data.
+        sigma_min: σ_L.
     """
 
-    n_chains: int = 100
-    step_size: float = 0.01
-    n_steps: int = 10_000
-    keep_every: int = 0
-    init: Literal["normal", "uniform"] = "normal"
-    init_scale: float = 1.0
-    kind: Optional[Literal["langevin", "annealed"]] = None
-    denoise: bool = True
-    seed: int = 0
-    trajectory_steps: int = 100_000
-    trajectory_step_size: float = 0.001
-    trajectory_keep_every: int = 1000
-    plain_step_size: Optional[float] = None
+    num_scales: int = 10
+    sigma_max: Optional[float] = None
+    sigma_min: float = 0.01
 
-    def validate(self) -> SamplerConfig:
-        """Check every field; raise DSMInputError naming the first bad one."""
-        check_positive_int("sampler.n_chains", self.n_chains)
-        check_positive("sampler.step_size", self.step_size)
-        check_positive_int("sampler.n_steps", self.n_steps)
-        check_non_negative_int("sampler.keep_every", self.keep_every)
-        check_positive("sampler.init_scale", self.init_scale)
-        if self.init not in ("normal", "uniform"):
-            raise DSMInputError(f"sampler.init must be normal or uniform, got {self.init!r}")
-        check_non_negative_int("sampler.trajectory_steps", self.trajectory_steps)
-        if self.trajectory_steps:
-            check_positive("sampler.trajectory_step_size", self.trajectory_step_size)
-            check_positive_int("sampler.trajectory_keep_every", self.trajectory_keep_every)
-        if self.plain_step_size is not None:
-            check_positive("sampler.plain_step_size", self.plain_step_size)
+    def validate(self) -> NCSNSettings:
+        if check_positive_int("model.ncsn.num_scales", self.num_scales) < 2:
+            raise DSMInputError(f"model.ncsn.num_scales must be at least 2, got {self.num_scales} (one level: objective dsm)")
+        check_positive("model.ncsn.sigma_min", self.sigma_min)
+        if self.sigma_max is not None:
+            check_positive("model.ncsn.sigma_max", self.sigma_max)
         return self
-
-    def initial_states(self, rng: np.random.Generator) -> np.ndarray:
-        """Initial states (n_chains, 2) float32 drawn with a numpy Generator."""
-        if self.init == "normal":
-            x0 = self.init_scale * rng.standard_normal((self.n_chains, 2))
-        else:
-            x0 = rng.uniform(-self.init_scale, self.init_scale, (self.n_chains, 2))
-        return x0.astype(np.float32)
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, num_scales: int) -> np.ndarray:
@@ -95,40 +91,298 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, num_scales: int) -> np.
     Raises:
         DSMInputError: non-positive levels, ``sigma_max ≤ sigma_min`` with L > 1, L < 1.
     """
-    check_positive("model.sigma_max", sigma_max)
-    check_positive("model.sigma_min", sigma_min)
-    check_positive_int("model.num_scales", num_scales)
+    check_positive("model.ncsn.sigma_max", sigma_max)
+    check_positive("model.ncsn.sigma_min", sigma_min)
+    check_positive_int("model.ncsn.num_scales", num_scales)
     if num_scales == 1:
         return np.array([float(sigma_min)])
     if sigma_max <= sigma_min:
-        raise DSMInputError(f"model.sigma_max ({sigma_max}) must exceed model.sigma_min ({sigma_min})")
+        raise DSMInputError(f"model.ncsn.sigma_max ({sigma_max}) must exceed model.ncsn.sigma_min ({sigma_min})")
     return np.geomspace(sigma_max, sigma_min, num_scales)
 
 
-def check_model_options(sigma: float, lr: float, num_scales: int, optimizer: str, reduction: str) -> None:
+def _ncsn_levels(s: NCSNSettings, points: np.ndarray | None) -> np.ndarray:
+    """σ₁ = ``sigma_max`` or the largest pairwise distance in ``points`` (arXiv 2006.09011,
+    technique 1); without points either, a placeholder ``2 σ_L`` that training replaces."""
+    sigma_max = s.sigma_max
+    if sigma_max is None:
+        from dsm_common.datasets import largest_pairwise_distance
+
+        sigma_max = largest_pairwise_distance(points) if points is not None else 2 * s.sigma_min
+    return geometric_sigmas(sigma_max, s.sigma_min, s.num_scales)
+
+
+OBJECTIVES.register("dsm", ObjectiveSpec(DSMSettings, "none", "langevin", lambda s, points: np.array([float(s.sigma)])))
+OBJECTIVES.register("ncsn", ObjectiveSpec(NCSNSettings, "sigma", "annealed_langevin", _ncsn_levels))
+
+
+def check_model_options(lr: float, optimizer: str, reduction: str) -> None:
     """Validate the model options both frameworks share; raise DSMInputError naming the bad one."""
-    check_positive("model.sigma", sigma)
     check_positive("model.lr", lr)
-    check_positive_int("model.num_scales", num_scales)
     if optimizer not in ("sgd", "adam"):
         raise DSMInputError(f"model.optimizer must be sgd or adam, got {optimizer!r}")
     if reduction not in ("sum", "mean"):
         raise DSMInputError(f"model.reduction must be sum or mean, got {reduction!r}")
 
 
-def noise_levels(sigma: float, num_scales: int, sigma_max: float | None, sigma_min: float,
-                 points: np.ndarray | None = None) -> np.ndarray:
-    """The model's noise levels, (L,) float64, largest first.
+# ----------------------------------------------------------------------------- samplers
+@dataclass
+class LangevinSettings:
+    """``model.sampler.langevin``: Euler–Maruyama Langevin dynamics (docs/method.md §1).
 
-    ``num_scales = 1``: ``[sigma]`` (the single-scale recipe). Otherwise geometric from σ₁ to
-    ``sigma_min``, with σ₁ = ``sigma_max`` or, when that is None, the largest pairwise distance
-    in ``points`` (arXiv 2006.09011, technique 1); without points either, a placeholder
-    ``2 · sigma_min`` that training replaces once it sees the data.
+    ``x ← x + (ε/2) s(x) + √ε z`` for ``n_steps`` steps; a noise-conditional network is scored at
+    its smallest level σ_L.
+
+    Attributes:
+        step_size: ε (recipe: 0.01).
+        n_steps: steps in all (recipe: 10 000).
     """
-    if num_scales == 1:
-        return np.array([float(sigma)])
-    if sigma_max is None:
-        from dsm_common.datasets import largest_pairwise_distance
 
-        sigma_max = largest_pairwise_distance(points) if points is not None else 2 * sigma_min
-    return geometric_sigmas(sigma_max, sigma_min, num_scales)
+    step_size: float = 0.01
+    n_steps: int = 10_000
+
+    def validate(self) -> LangevinSettings:
+        check_positive("model.sampler.langevin.step_size", self.step_size)
+        check_positive_int("model.sampler.langevin.n_steps", self.n_steps)
+        return self
+
+
+@dataclass
+class AnnealedLangevinSettings:
+    """``model.sampler.annealed_langevin``: annealed Langevin dynamics (docs/method.md §3).
+
+    For each level σ_i, α_i = ε σ_i²/σ_L², then ``n_steps_each`` steps of
+    ``x ← x + (α_i/2) s(x, σ_i) + √α_i z``; optionally a final denoising step. The defaults are
+    ``configs/ncsn.yaml``'s (measured on the seed mixture).
+
+    Attributes:
+        step_size: ε.
+        n_steps_each: T, steps per level.
+        denoise: finish with ``x ← x + σ_L² s(x, σ_L)`` (Tweedie's formula).
+    """
+
+    step_size: float = 2e-5
+    n_steps_each: int = 200
+    denoise: bool = True
+
+    def validate(self) -> AnnealedLangevinSettings:
+        check_positive("model.sampler.annealed_langevin.step_size", self.step_size)
+        check_positive_int("model.sampler.annealed_langevin.n_steps_each", self.n_steps_each)
+        return self
+
+
+def _annealed_demo(s: AnnealedLangevinSettings, steps: int, step_size: float, keep: int, n_levels: int):
+    """The trajectory demo of annealed Langevin: ``steps`` split evenly over the levels, no
+    denoising step, states kept within each level."""
+    per_level = max(steps // n_levels, 1)
+    return AnnealedLangevinSettings(step_size, per_level, False), min(keep, per_level)
+
+
+SAMPLERS.register("langevin", SamplerSpec(
+    LangevinSettings, "any",
+    nfe=lambda s, n_levels: s.n_steps,
+    describe=lambda s, n_levels: f"Langevin, {s.n_steps} steps, ε = {s.step_size:.3g}",
+    demo=lambda s, steps, step_size, keep, n_levels: (LangevinSettings(step_size, steps), min(keep, steps)),
+))
+SAMPLERS.register("annealed_langevin", SamplerSpec(
+    AnnealedLangevinSettings, "sigma",
+    nfe=lambda s, n_levels: s.n_steps_each * n_levels + int(s.denoise),
+    describe=lambda s, n_levels: f"annealed Langevin, {n_levels} levels × {s.n_steps_each} steps, ε = {s.step_size:.3g}",
+    demo=_annealed_demo,
+))
+
+
+@dataclass
+class SamplerConfig:
+    """``model.sampler``: which sampler runs after training, and what every sampler shares.
+
+    Attributes:
+        name: a registered sampler (``langevin``, ``annealed_langevin``); None: the objective's
+            default (``dsm``: ``langevin``; ``ncsn``: ``annealed_langevin``).
+        n_chains: number of independent chains (= samples returned).
+        init: initial law, ``normal`` (N(0, init_scale² I)) or ``uniform`` ([−init_scale, init_scale]²),
+            in training space.
+        init_scale: std (normal) or half-width (uniform) of the initial law.
+        seed: seed of the sampler's own random stream.
+        langevin: settings of ``langevin``.
+        annealed_langevin: settings of ``annealed_langevin``.
+        trajectory_steps: network evaluations of the one-chain trajectory demo from the origin (0: none).
+        trajectory_step_size: ε of the trajectory demo.
+        trajectory_keep_every: keep every k-th state of the trajectory demo.
+        plain_step_size: multi-scale models: ε of the plain-Langevin comparison run (``s(x, σ_L)``,
+            as many evaluations as the sampler, same initial states); None: ``langevin.step_size``.
+    """
+
+    name: Optional[str] = None
+    n_chains: int = 100
+    init: Literal["normal", "uniform"] = "normal"
+    init_scale: float = 1.0
+    seed: int = 0
+    langevin: LangevinSettings = field(default_factory=LangevinSettings)
+    annealed_langevin: AnnealedLangevinSettings = field(default_factory=AnnealedLangevinSettings)
+    trajectory_steps: int = 100_000
+    trajectory_step_size: float = 0.001
+    trajectory_keep_every: int = 1000
+    plain_step_size: Optional[float] = None
+
+    def settings(self, name: str):
+        """The settings of sampler ``name``: its section here, or (a sampler registered without a
+        section in this class) its settings class's defaults."""
+        spec = SAMPLERS[name]
+        value = getattr(self, name, None)
+        if isinstance(value, dict):
+            value = spec.settings(**value)
+        return value if isinstance(value, spec.settings) else spec.settings()
+
+    def validate(self) -> SamplerConfig:
+        """Check every field; raise DSMInputError naming the first bad one."""
+        if self.name is not None:
+            SAMPLERS[self.name]  # noqa: B018 (raises for an unknown name)
+        check_positive_int("model.sampler.n_chains", self.n_chains)
+        check_positive("model.sampler.init_scale", self.init_scale)
+        if self.init not in ("normal", "uniform"):
+            raise DSMInputError(f"model.sampler.init must be normal or uniform, got {self.init!r}")
+        for name in SAMPLERS:
+            self.settings(name).validate()
+        check_non_negative_int("model.sampler.trajectory_steps", self.trajectory_steps)
+        if self.trajectory_steps:
+            check_positive("model.sampler.trajectory_step_size", self.trajectory_step_size)
+            check_positive_int("model.sampler.trajectory_keep_every", self.trajectory_keep_every)
+        if self.plain_step_size is not None:
+            check_positive("model.sampler.plain_step_size", self.plain_step_size)
+        return self
+
+    def initial_states(self, rng: np.random.Generator) -> np.ndarray:
+        """Initial states (n_chains, 2) float32 drawn with a numpy Generator."""
+        if self.init == "normal":
+            x0 = self.init_scale * rng.standard_normal((self.n_chains, 2))
+        else:
+            x0 = rng.uniform(-self.init_scale, self.init_scale, (self.n_chains, 2))
+        return x0.astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SamplerConfig:
+        """From ``to_dict``'s form, or the flat form of older weight files (``kind``, ``step_size``,
+        ``n_steps``, ``denoise``, ``keep_every``), translated."""
+        d = dict(d or {})
+        if any(k in d for k in LEGACY_SAMPLER):
+            kind = d.pop("kind", None)
+            name = {"annealed": "annealed_langevin", "langevin": "langevin"}.get(kind)
+            step, n_steps, denoise = d.pop("step_size", None), d.pop("n_steps", None), d.pop("denoise", None)
+            d.pop("keep_every", None)
+            section = "annealed_langevin" if name == "annealed_langevin" else "langevin"
+            values = {"step_size": step, ("n_steps_each" if section == "annealed_langevin" else "n_steps"): n_steps}
+            if section == "annealed_langevin" and denoise is not None:
+                values["denoise"] = denoise
+            d[section] = {k: v for k, v in values.items() if v is not None}
+            d["name"] = name
+        known = {f.name for f in fields(cls)}
+        out = {k: v for k, v in d.items() if k in known}
+        for name in ("langevin", "annealed_langevin"):
+            if isinstance(out.get(name), dict):
+                out[name] = SAMPLERS[name].settings(**out[name])
+        return cls(**out)
+
+
+# ----------------------------------------------------------------------------- the model's choices, once
+@dataclass(frozen=True)
+class MethodChoice:
+    """The methods a ``DSMModule`` (either framework) was configured with, checked.
+
+    Attributes:
+        objective: its registered name. spec: its ``ObjectiveSpec``. settings: its settings.
+        sampler: the ``SamplerConfig``. sampler_name: the sampler that runs after training.
+    """
+
+    objective: str
+    spec: ObjectiveSpec
+    settings: Any
+    sampler: SamplerConfig
+    sampler_name: str
+
+    @property
+    def conditional(self) -> bool:
+        return self.spec.conditioning == "sigma"
+
+    def noise_levels(self, points: np.ndarray | None = None) -> np.ndarray:
+        """(L,) float64, largest first (σ₁ from ``points`` when the settings leave it to the data)."""
+        return self.spec.noise_levels(self.settings, points)
+
+
+def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerConfig | None, lr: float,
+                    optimizer: str, reduction: str, lr_schedule: str, init: str) -> MethodChoice:
+    """Check a ``DSMModule``'s arguments (the same on both sides) and resolve its methods.
+
+    Args:
+        objective: ``model.objective``. sections: the objectives' settings sections by name
+            (``{"dsm": DSMSettings | dict | None, "ncsn": …}``); a missing one takes its defaults.
+        sampler: ``model.sampler`` (None: defaults). The rest: the shared optimiser options.
+
+    Raises:
+        DSMInputError: an unknown name, a bad value, or a sampler that needs a network conditioned
+            on σ with an objective whose network is not.
+    """
+    from dsm_common.init import INIT_LAWS
+    from dsm_common.validation import check_choice
+
+    check_model_options(lr, optimizer, reduction)
+    check_choice("model.lr_schedule", lr_schedule, ("constant", "cosine"))
+    check_choice("model.init", init, INIT_LAWS)
+    spec = OBJECTIVES[objective]
+    settings = sections.get(objective)
+    if isinstance(settings, dict):
+        settings = spec.settings(**settings)
+    settings = (settings if isinstance(settings, spec.settings) else spec.settings()).validate()
+    sampler = (sampler if sampler is not None else SamplerConfig()).validate()
+    name = sampler.name or spec.default_sampler
+    if SAMPLERS[name].conditioning == "sigma" and spec.conditioning != "sigma":
+        raise DSMInputError(f"model.sampler.name={name} needs a network conditioned on σ (model.objective: ncsn), "
+                            f"not model.objective: {objective}")
+    return MethodChoice(objective, spec, settings, sampler, name)
+
+
+def settings_record(settings: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-able copy of a module's settings: dataclasses as dicts, tuples as lists."""
+    def plain(v):
+        if hasattr(v, "__dataclass_fields__"):
+            return plain(asdict(v))
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return {k: plain(v) for k, v in settings.items()}
+
+
+# ----------------------------------------------------------------------------- older configuration files
+LEGACY_SAMPLER = {
+    "kind": "model.sampler.name (langevin or annealed_langevin)",
+    "step_size": "model.sampler.langevin.step_size or model.sampler.annealed_langevin.step_size",
+    "n_steps": "model.sampler.langevin.n_steps (total steps) or model.sampler.annealed_langevin.n_steps_each",
+    "denoise": "model.sampler.annealed_langevin.denoise",
+    "keep_every": "nothing (it had no effect on the run's samples)",
+}
+LEGACY_MODEL = {
+    "sigma": "model.dsm.sigma (with model.objective: dsm)",
+    "num_scales": "model.objective: ncsn with model.ncsn.num_scales (one level: model.objective: dsm)",
+    "sigma_max": "model.ncsn.sigma_max",
+    "sigma_min": "model.ncsn.sigma_min",
+}
+
+
+def legacy_option_message(key: str, where: str) -> str | None:
+    """The one-line message for an option of the older flat layout (``model.sigma``,
+    ``model.sampler.step_size``, …), saying what to write instead; None for a current option."""
+    parts = key.split(".")
+    hint = None
+    if len(parts) == 2 and parts[0] == "model":
+        hint = LEGACY_MODEL.get(parts[1])
+    elif len(parts) == 3 and parts[:2] == ["model", "sampler"]:
+        hint = LEGACY_SAMPLER.get(parts[2])
+    if hint is None:
+        return None
+    return f"{where}: {key} is the older layout; write {hint} instead (docs/methods.md)"

@@ -22,7 +22,7 @@ import numpy as np
 
 from dsm_common.validation import DSMInputError
 
-__all__ = ["FORMAT", "check_canonical", "check_widths", "save_canonical", "load_canonical", "layer_dims"]
+__all__ = ["FORMAT", "check_canonical", "check_widths", "network_layout", "save_canonical", "load_canonical", "layer_dims"]
 
 FORMAT = "dsm-canonical-mlp-v1"
 
@@ -77,6 +77,23 @@ def check_widths(params: Mapping[str, np.ndarray], expected: list[int]) -> None:
     dims = layer_dims(params)
     if dims != list(expected):
         raise DSMInputError(f"weights have layer widths {dims}, the model expects {list(expected)}")
+
+
+def network_layout(params: Mapping[str, np.ndarray], config: Mapping[str, Any] | None = None) -> tuple[list[int], bool, int]:
+    """``(hidden_dims, conditional, dim)`` of the network checked canonical ``params`` belong to.
+
+    What the network is conditioned on comes from the file's metadata (``conditioning``:
+    ``none`` or ``sigma``); files without it (the older layout) are read by their widths (an input
+    one wider than the output takes log σ)."""
+    dims = layer_dims(params)
+    conditioning = (config or {}).get("conditioning")
+    if conditioning is None:
+        conditional = dims[0] == dims[-1] + 1
+    elif conditioning in ("none", "sigma"):
+        conditional = conditioning == "sigma"
+    else:
+        raise DSMInputError(f"weights metadata: conditioning must be none or sigma, got {conditioning!r}")
+    return dims[1:-1], conditional, dims[-1]
 
 
 def save_canonical(path: str | Path, params: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Optional, Union
 
 import jax
@@ -21,87 +20,62 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from dsm_common.runs import (
-    check_run_dir,
-    cli_errors,
-    per_level_noise,
-    report_generated,
-    run_samplers,
-    sample_command,
-    summary_line,
-    weights_config,
-)
+from dsm_common.commands import check_legacy_options, check_run_dir, cli_errors, sample_command, stored_sigmas, summary_line
+from dsm_common.finish import finish_run
 from jax_dsm.data import DSMDataModule
 from jax_dsm.losses import per_level_loss
 from jax_dsm.models import ScoreMLP
 from jax_dsm.module import DSMModule
-from jax_dsm.sampling import annealed_langevin, langevin
+from jax_dsm.sampling import SAMPLERS
 from jax_dsm.trainer import Trainer
 from jax_dsm.weights import load_weights, save_weights
 
 PROG = "dsm-jax"
 
 
-def _at_sigma(score_fn, sigma, x):
-    return score_fn(x, jnp.full(x.shape[:1], sigma, x.dtype))
+def _unconditional(score_fn, x, sigma):
+    return score_fn(x)
 
 
-class JaxSamplers:
-    """``dsm_common.runs.Samplers`` for a Flax score model (numpy in, numpy out)."""
+class JaxBackend:
+    """``dsm_common.generate.Backend`` for a Flax ``ScoreMLP`` and its variables (numpy in, numpy
+    out). Mirror: ``torch_dsm.cli.TorchBackend``."""
+
+    framework = "jax"
 
     def __init__(self, model: ScoreMLP, variables, sigmas: np.ndarray, progress: bool = True):
         self.model, self.variables = model, variables
-        self.sigmas = jnp.asarray(np.asarray(sigmas), jnp.float32)
+        self.conditional = model.conditional
+        self.sigmas = np.asarray(sigmas, np.float64)
+        self._sigmas = jnp.asarray(self.sigmas, jnp.float32)  # (L,)
         self.progress = progress
 
-    def plain(self, x0, step_size, n_steps, keep_every, seed, sigma):
-        if sigma is None:
-            fn = Partial(self.model.apply, self.variables)
-        else:
-            # The model's Partial as an argument: its parameters stay traced leaves (a bound
-            # ``apply`` passed as an argument is no array, and jit refuses it).
-            fn = Partial(_at_sigma, Partial(self.model.apply, self.variables), jnp.float32(sigma))
-        x, kept = langevin(fn, jnp.asarray(x0), step_size, n_steps, rng=jax.random.PRNGKey(seed),
-                           keep_every=keep_every, progress=self.progress)
+    def _score(self) -> Partial:
+        """The network as ``(x, σ (n,)) → score``, the form every registered sampler takes; a
+        ``Partial``, so its parameters stay traced arguments of the compiled samplers."""
+        net = Partial(self.model.apply, self.variables)
+        return net if self.conditional else Partial(_unconditional, net)
+
+    def sample(self, name, x0, settings, keep_every, seed):
+        x, kept = SAMPLERS[name](self._score(), jnp.asarray(x0), self._sigmas, settings, keep_every, self.progress,
+                                 rng=jax.random.PRNGKey(seed))
         return np.asarray(x), None if kept is None else np.asarray(kept)
 
-    def annealed(self, x0, step_size, n_steps_each, keep_every, denoise, seed):
-        x, kept = annealed_langevin(
-            Partial(self.model.apply, self.variables), jnp.asarray(x0), self.sigmas, step_size, n_steps_each,
-            rng=jax.random.PRNGKey(seed), denoise=denoise, keep_every=keep_every, progress=self.progress,
-        )
-        return np.asarray(x), None if kept is None else np.asarray(kept)
+    def score_at(self, sigma):
+        apply = jax.jit(self.model.apply)
 
+        def fn(x: np.ndarray) -> np.ndarray:
+            x = jnp.asarray(np.asarray(x, np.float32))
+            return np.asarray(apply(self.variables, x, jnp.full(x.shape[:1], sigma, jnp.float32) if self.conditional else None))
 
-def score_at(model: ScoreMLP, variables, sigma: float | None):
-    """numpy score function (n, 2) → (n, 2) at noise level ``sigma`` (conditional models)."""
-    apply = jax.jit(model.apply)
+        return fn
 
-    def call(x: np.ndarray) -> np.ndarray:
-        x = jnp.asarray(np.asarray(x, np.float32))
-        level = None if sigma is None else jnp.full(x.shape[:1], sigma, jnp.float32)
-        return np.asarray(apply(variables, x, level))
+    def per_level_loss(self, points, noise):
+        return np.asarray(per_level_loss(Partial(self.model.apply, self.variables), jnp.asarray(points), self._sigmas,
+                                         noise=jnp.asarray(noise)))
 
-    return call
-
-
-def finish_run(run_dir, model: ScoreMLP, variables, sigmas: np.ndarray, model_settings: dict, data_settings: dict,
-               dataset, sampler, info: dict, loss_history=(), progress: bool = True) -> dict:
-    """Save weights (when training), sample, and write the run's files; return the metrics."""
-    conditional = model.conditional
-    if info.get("epochs") is not None and "weights_from" not in info:
-        save_weights(Path(run_dir) / "weights.safetensors", variables,
-                     weights_config("jax", model_settings, sigmas, data_settings, sampler, info["epochs"]))
-    gen = run_samplers(sampler, sigmas, conditional, JaxSamplers(model, variables, sigmas, progress))
-    per_level = None
-    if conditional:
-        noise = jnp.asarray(per_level_noise(len(sigmas), len(dataset.points)))
-        losses = per_level_loss(Partial(model.apply, variables), jnp.asarray(dataset.points),
-                                jnp.asarray(sigmas, jnp.float32), noise=noise)
-        per_level = {"sigma": [float(s) for s in sigmas], "loss": np.asarray(losses).tolist()}
-    return report_generated(run_dir, "jax", dataset, gen, sigmas, conditional,
-                            score_at(model, variables, float(sigmas[-1]) if conditional else None), info,
-                            loss_history, per_level)
+    def save_weights(self, path, config):
+        save_weights(path, self.variables, config)
 
 
 def fit_parser():
@@ -120,6 +94,7 @@ def fit_parser():
 
 def fit_main(argv: list[str]) -> dict:
     """``dsm-jax fit``: train, sample, write the run's files."""
+    check_legacy_options(argv)
     parser = fit_parser()
     cfg = parser.parse_args(argv)
     init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
@@ -138,25 +113,23 @@ def fit_main(argv: list[str]) -> dict:
         "train_seconds": time.perf_counter() - t0,
         "seed": seed,
     }
-    metrics = finish_run(run_dir, module.model, {"params": state.params}, module.sigmas, module.hparams,
-                         dm.hparams, dm.data, module.sampler, info, trainer.loss_history)
+    metrics = finish_run(run_dir, JaxBackend(module.model, {"params": state.params}, module.sigmas),
+                         module.methods.sampler_name, module.settings_record(), dm.hparams, dm.data, module.sampler,
+                         info, trainer.loss_history)
     print(f"run directory: {run_dir.resolve()}")
     print(summary_line(metrics))
     return metrics
 
 
+def load_backend(path: str) -> tuple[JaxBackend, dict]:
+    """A weight file (either framework's) as a ``JaxBackend`` and its stored settings."""
+    model, variables, stored = load_weights(path)
+    return JaxBackend(model, variables, stored_sigmas(stored)), stored
+
+
 def sample_main(argv: list[str]) -> dict:
     """``dsm-jax sample``: sample from saved weights (written by either framework)."""
-
-    def load(path):
-        model, variables, stored = load_weights(path)
-        return (model, variables), stored
-
-    return sample_command(
-        PROG, argv, load,
-        lambda out, mv, sigmas, stored, ds, cfg, info: finish_run(
-            out, mv[0], mv[1], sigmas, stored.get("model", {}), stored.get("data", {}), ds, cfg, info),
-    )
+    return sample_command(PROG, argv, load_backend)
 
 
 COMMANDS = {"fit": fit_main, "train": fit_main, "sample": sample_main}  # train: an alias of fit

@@ -13,9 +13,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
-__all__ = ["dsm_loss", "ncsn_loss", "per_level_loss"]
+__all__ = ["dsm_loss", "ncsn_loss", "per_level_loss", "OBJECTIVES", "dsm_objective", "ncsn_objective"]
 
 
 def _reduce(per_point: jnp.ndarray, reduction: str, mask: jnp.ndarray | None) -> jnp.ndarray:
@@ -125,3 +126,24 @@ def per_level_loss(
         return jnp.mean(jnp.sum((sigma * score_fn(x + sigma * z, s) + z) ** 2, axis=-1))
 
     return jax.vmap(one)(sigmas, noise)
+
+
+# ----------------------------------------------------------------------------- the objective registry
+# JAX losses under the names of dsm_common.registry.OBJECTIVES: (net, x (B, d), sigmas (L,),
+# settings, reduction, mask, *, rng) → scalar, ``net`` taking (x) or (x, σ) as the objective's
+# conditioning says. Mirror: torch_dsm/losses.py.
+OBJECTIVES: Registry[Callable] = Registry("jax objective", "model.objective")
+
+
+@OBJECTIVES("dsm")
+def dsm_objective(net, x: jnp.ndarray, sigmas: jnp.ndarray, settings, reduction: str = "sum",
+                  mask: jnp.ndarray | None = None, *, rng: jax.Array | None = None) -> jnp.ndarray:
+    """``dsm``: :func:`dsm_loss` at ``settings.sigma`` (``DSMSettings``)."""
+    return dsm_loss(net, x, settings.sigma, reduction, mask, rng=rng)
+
+
+@OBJECTIVES("ncsn")
+def ncsn_objective(net, x: jnp.ndarray, sigmas: jnp.ndarray, settings, reduction: str = "mean",
+                   mask: jnp.ndarray | None = None, *, rng: jax.Array | None = None) -> jnp.ndarray:
+    """``ncsn``: :func:`ncsn_loss` over ``sigmas`` (``NCSNSettings``)."""
+    return ncsn_loss(net, x, sigmas, reduction, mask, rng=rng)

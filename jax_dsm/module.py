@@ -9,18 +9,16 @@ Mirror: ``torch_dsm/module.py`` (the ``DSMModule`` there takes the same argument
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from dsm_common.config import SamplerConfig, check_model_options, noise_levels
+from dsm_common.config import DSMSettings, NCSNSettings, SamplerConfig, resolve_methods, settings_record
 from dsm_common.datasets import Dataset2D
-from dsm_common.init import INIT_LAWS
-from dsm_common.validation import check_choice
-from jax_dsm.losses import dsm_loss, ncsn_loss
+from jax_dsm.losses import OBJECTIVES
 from jax_dsm.models import ScoreMLP
 
 __all__ = ["DSMModule"]
@@ -31,10 +29,11 @@ class DSMModule:
 
     Args:
         hidden_dims: hidden widths of the score MLP (recipe: [256, 256]).
-        sigma: noise σ of the single-scale model (recipe: 3).
-        num_scales: L; 1 is the single-scale recipe, > 1 a noise-conditional NCSN.
-        sigma_max: σ₁ for NCSN; None: the largest pairwise distance in the training data.
-        sigma_min: σ_L for NCSN.
+        objective: the training objective, by name (``dsm_common.registry.OBJECTIVES``): ``dsm``
+            (one noise level, the recipe) or ``ncsn`` (many levels, a σ-conditional network).
+        dsm: settings of ``dsm`` (``DSMSettings``: σ, recipe 3).
+        ncsn: settings of ``ncsn`` (``NCSNSettings``: L, σ₁ (None: the data's largest pairwise
+            distance), σ_L).
         optimizer: ``sgd`` (recipe) or ``adam``.
         lr: learning rate (recipe: 1e-5).
         reduction: ``sum`` (recipe) or ``mean`` of the per-point losses over a batch.
@@ -53,10 +52,9 @@ class DSMModule:
     def __init__(
         self,
         hidden_dims: list[int] = [256, 256],  # noqa: B006 (read-only; the CLI shows it)
-        sigma: float = 3.0,
-        num_scales: int = 1,
-        sigma_max: Optional[float] = None,
-        sigma_min: float = 0.01,
+        objective: str = "dsm",
+        dsm: Optional[DSMSettings] = None,
+        ncsn: Optional[NCSNSettings] = None,
         optimizer: Literal["sgd", "adam"] = "sgd",
         lr: float = 1e-5,
         reduction: Literal["sum", "mean"] = "sum",
@@ -64,21 +62,23 @@ class DSMModule:
         lr_schedule: Literal["constant", "cosine"] = "constant",
         init: Literal["native", "flax", "torch"] = "native",
     ):
-        check_model_options(sigma, lr, num_scales, optimizer, reduction)
-        check_choice("model.lr_schedule", lr_schedule, ("constant", "cosine"))
-        check_choice("model.init", init, INIT_LAWS)
-        self.hparams = dict(hidden_dims=list(hidden_dims), sigma=sigma, num_scales=num_scales, sigma_max=sigma_max,
-                            sigma_min=sigma_min, optimizer=optimizer, lr=lr, reduction=reduction,
-                            lr_schedule=lr_schedule, init=init)
-        self.sampler = (sampler or SamplerConfig()).validate()
-        self.model = ScoreMLP(tuple(hidden_dims), conditional=num_scales > 1, initialization=init)
+        self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn}, sampler, lr, optimizer, reduction,
+                                       lr_schedule, init)
+        self.hparams = dict(hidden_dims=list(hidden_dims), objective=objective, dsm=dsm, ncsn=ncsn,
+                            optimizer=optimizer, lr=lr, reduction=reduction, lr_schedule=lr_schedule, init=init)
+        self.sampler = self.methods.sampler
+        self.model = ScoreMLP(tuple(hidden_dims), conditional=self.methods.conditional, initialization=init)
         # A cosine schedule needs the run's length: setup(data, total_steps) builds its optimiser.
         self.tx = self.make_tx() if lr_schedule == "constant" else None
-        self.sigmas = noise_levels(sigma, num_scales, sigma_max, sigma_min)  # (L,); σ₁ from data at setup
+        self.sigmas = self.methods.noise_levels()  # (L,); σ₁ from the data at setup
 
     @property
     def conditional(self) -> bool:
-        return self.hparams["num_scales"] > 1
+        return self.methods.conditional
+
+    def settings_record(self) -> dict[str, Any]:
+        """The module's settings as JSON (for the weight file's metadata)."""
+        return settings_record({**self.hparams, self.methods.objective: self.methods.settings})
 
     def setup(self, data: Dataset2D, total_steps: int | None = None) -> None:
         """Fix the noise levels: σ₁ from the data when not given (arXiv 2006.09011, technique 1).
@@ -87,7 +87,7 @@ class DSMModule:
         from it here (the Trainer passes max_epochs × steps per epoch).
         """
         h = self.hparams
-        self.sigmas = noise_levels(h["sigma"], h["num_scales"], h["sigma_max"], h["sigma_min"], data.points)
+        self.sigmas = self.methods.noise_levels(data.points)
         if h["lr_schedule"] != "constant":
             self.tx = self.make_tx(total_steps)
 
@@ -127,6 +127,5 @@ class DSMModule:
     def loss(self, params, x: jnp.ndarray, key: jax.Array, mask: jnp.ndarray | None, sigmas: jnp.ndarray) -> jnp.ndarray:
         """Training loss of one (padded) batch ``x`` (B, 2); ``mask`` (B,) marks real points."""
         score = partial(self.model.apply, {"params": params})
-        if self.conditional:
-            return ncsn_loss(score, x, sigmas, self.hparams["reduction"], mask, rng=key)
-        return dsm_loss(score, x, self.hparams["sigma"], self.hparams["reduction"], mask, rng=key)
+        m = self.methods
+        return OBJECTIVES[m.objective](score, x, sigmas, m.settings, self.hparams["reduction"], mask, rng=key)

@@ -23,9 +23,10 @@ from jax import lax
 from jax.tree_util import Partial
 from tqdm.auto import tqdm
 
+from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
-__all__ = ["langevin", "annealed_langevin", "chunk_length"]
+__all__ = ["langevin", "annealed_langevin", "chunk_length", "SAMPLERS", "run_langevin", "run_annealed_langevin"]
 
 
 def chunk_length(n_steps: int, keep_every: int, target_chunks: int) -> int:
@@ -195,3 +196,25 @@ def annealed_langevin(
     if denoise:
         x = x + sig[-1] ** 2 * _at_level(score_fn, sig[-1], x)
     return x, (jnp.concatenate(kept) if kept else None)
+
+
+# ----------------------------------------------------------------------------- the sampler registry
+# JAX functions under the names of dsm_common.registry.SAMPLERS: (score_fn(x, σ (n,)) as a Partial,
+# x0 (n, d), sigmas (L,), settings, keep_every, progress, *, rng) → (final, kept). Mirror: torch_dsm/sampling.py.
+SAMPLERS: Registry[Callable] = Registry("jax sampler", "model.sampler.name")
+
+
+@SAMPLERS("langevin")
+def run_langevin(score_fn, x0: jnp.ndarray, sigmas: jnp.ndarray, settings, keep_every: int = 0,
+                 progress: bool = False, *, rng: jax.Array | None = None):
+    """``langevin`` with its settings (``LangevinSettings``); the network is scored at σ_L = ``sigmas[-1]``."""
+    score = Partial(_at_level, _as_partial(score_fn), jnp.asarray(sigmas)[-1])
+    return langevin(score, x0, settings.step_size, settings.n_steps, keep_every, progress, rng=rng)
+
+
+@SAMPLERS("annealed_langevin")
+def run_annealed_langevin(score_fn, x0: jnp.ndarray, sigmas: jnp.ndarray, settings, keep_every: int = 0,
+                          progress: bool = False, *, rng: jax.Array | None = None):
+    """``annealed_langevin`` with its settings (``AnnealedLangevinSettings``) over all of ``sigmas``."""
+    return annealed_langevin(score_fn, x0, sigmas, settings.step_size, settings.n_steps_each, settings.denoise,
+                             keep_every, progress, rng=rng)

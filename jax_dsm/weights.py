@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from dsm_common.weights import check_canonical, check_widths, layer_dims, load_canonical, save_canonical
+from dsm_common.weights import check_canonical, check_widths, layer_dims, load_canonical, network_layout, save_canonical
 from jax_dsm.models import ScoreMLP
 
 __all__ = ["to_canonical", "from_canonical", "save_weights", "load_weights"]
@@ -29,9 +29,10 @@ def to_canonical(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def from_canonical(
-    params: Mapping[str, np.ndarray], model: ScoreMLP | None = None
+    params: Mapping[str, np.ndarray], model: ScoreMLP | None = None, config: Mapping[str, Any] | None = None
 ) -> tuple[ScoreMLP, dict[str, Any]]:
-    """Flax variables from canonical arrays, with ``model`` (or a new ScoreMLP of that shape).
+    """Flax variables from canonical arrays, with ``model`` (or a new ScoreMLP of the layout
+    ``config`` records, ``dsm_common.weights.network_layout``).
 
     Returns:
         ``(model, variables)``.
@@ -41,9 +42,9 @@ def from_canonical(
     """
     params = check_canonical(params)
     dims = layer_dims(params)
-    conditional = dims[0] == dims[-1] + 1
     if model is None:
-        model = ScoreMLP(tuple(dims[1:-1]), conditional=conditional, dim=dims[-1])
+        hidden, conditional, dim = network_layout(params, config)
+        model = ScoreMLP(tuple(hidden), conditional=conditional, dim=dim)
     check_widths(params, [model.dim + int(model.conditional), *model.hidden_dims, model.dim])
     variables = {
         "params": {
@@ -66,5 +67,5 @@ def load_weights(path: str | Path) -> tuple[ScoreMLP, dict[str, Any], dict[str, 
         ``(model, variables, config)``. Raises DSMInputError on a missing or malformed file.
     """
     params, config = load_canonical(path)
-    model, variables = from_canonical(params)
+    model, variables = from_canonical(params, config=config)
     return model, variables, config

@@ -296,7 +296,7 @@ class _RecordingJaxModule(jmod.DSMModule):
         z = jax.random.normal(key, x.shape, x.dtype)
         jax.debug.callback(lambda *a: self._record.append(tuple(np.array(t) for t in a)), x, z, mask, ordered=True)
         score = partial(self.model.apply, {"params": params})
-        return jl.dsm_loss(score, x, self.hparams["sigma"], noise=z, reduction=self.hparams["reduction"], mask=mask)
+        return jl.dsm_loss(score, x, self.methods.settings.sigma, noise=z, reduction=self.hparams["reduction"], mask=mask)
 
 
 def jax_training_loop(fx: Fixtures, dev: Device) -> list[Result]:
@@ -306,7 +306,7 @@ def jax_training_loop(fx: Fixtures, dev: Device) -> list[Result]:
     sigma, lr = float(fx["sigma"]), float(fx["lr"])
     points = _training_points(fx)
     record: list = []
-    module = _RecordingJaxModule(record, hidden_dims=[256, 256], sigma=sigma, lr=lr, reduction="sum")
+    module = _RecordingJaxModule(record, hidden_dims=[256, 256], dsm={"sigma": sigma}, lr=lr, reduction="sum")
     model, v = _jax_net(weight_set(fx, "init"), dev)
     with jax.default_device(dev.jax):
         state = TrainState.create(apply_fn=module.model.apply, params=v["params"], tx=module.tx)
@@ -328,7 +328,7 @@ def jax_training_loop(fx: Fixtures, dev: Device) -> list[Result]:
 
 def lightning_trainer(fx: Fixtures, dev: Device) -> list[Result]:
     """Lightning ``Trainer.fit`` of ``torch_dsm.module.DSMModule`` for one epoch of 100 steps
-    (sequential batches, noise from the fixtures, fed by patching the module's ``dsm_loss``)
+    (sequential batches, noise from the fixtures, fed by patching ``torch_dsm.losses.dsm_loss``)
     against a plain torch SGD loop on the same batches and noise."""
     import lightning as L
 
@@ -339,7 +339,7 @@ def lightning_trainer(fx: Fixtures, dev: Device) -> list[Result]:
     fixture_noise = fx["sgd_z"]
     p0 = weight_set(fx, "init")
     seen: list[np.ndarray] = []
-    original = tmod.dsm_loss
+    original = tl.dsm_loss  # what the module's objective (torch_dsm.losses.OBJECTIVES) calls
 
     def fixed_noise_loss(score_fn, x, sigma, reduction="sum", mask=None, *, noise=None, rng=None):
         z = _t(fixture_noise[len(seen), : x.shape[0]], dev)
@@ -350,9 +350,9 @@ def lightning_trainer(fx: Fixtures, dev: Device) -> list[Result]:
         path = Path(tmp) / "points.npy"
         np.save(path, points)
         dm = DSMDataModule(dataset=str(path), batch_size=8, standardize=False, shuffle=False)
-        module = tmod.DSMModule(hidden_dims=[256, 256], sigma=sigma, lr=lr, reduction="sum")
+        module = tmod.DSMModule(hidden_dims=[256, 256], dsm={"sigma": sigma}, lr=lr, reduction="sum")
         tw.from_canonical(p0, module.model)
-        with quiet_lightning(), mock.patch.object(tmod, "dsm_loss", fixed_noise_loss):
+        with quiet_lightning(), mock.patch.object(tl, "dsm_loss", fixed_noise_loss):
             trainer = L.Trainer(max_epochs=1, accelerator=dev.lightning_accelerator, devices=1, logger=False,
                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                                 default_root_dir=tmp)

@@ -15,6 +15,7 @@ import inspect
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 import torch
 
@@ -140,3 +141,63 @@ def test_weights_of_the_wrong_shape_fail_the_same_way():
             load()
         errors.append(str(err.value))
     assert errors[0] == errors[1] and "widths" in errors[0] and "\n" not in errors[0], errors
+
+
+def test_a_toy_sampler_added_to_both_registries_runs_through_the_unchanged_orchestration():
+    """Adding a sampler: its settings class and spec (dsm_common.registry.SAMPLERS) and one function
+    per framework (``SAMPLERS`` of torch_dsm.sampling and jax_dsm.sampling); nothing else changes.
+    The toy is noise-free gradient ascent x ← x + ε s(x), so the two sides must agree in value."""
+    from dataclasses import dataclass
+
+    import jax_dsm.models as jmodels
+    import jax_dsm.sampling as js
+    import jax_dsm.weights as jw
+    import torch_dsm.models as tmodels
+    import torch_dsm.sampling as ts
+    import torch_dsm.weights as tw
+    from dsm_common.config import SamplerConfig
+    from dsm_common.generate import run_samplers
+    from dsm_common.registry import SAMPLERS, SamplerSpec
+    from jax_dsm.cli import JaxBackend
+    from torch_dsm.cli import TorchBackend
+
+    @dataclass
+    class ToySettings:
+        step_size: float = 0.05
+        n_steps: int = 20
+
+        def validate(self):
+            return self
+
+    def torch_toy(score_fn, x0, sigmas, settings, keep_every=0, progress=False, *, rng=None):
+        x, level = x0.clone(), sigmas[-1].expand(x0.shape[0])
+        with torch.inference_mode():
+            for _ in range(settings.n_steps):
+                x = x + settings.step_size * score_fn(x, level)
+        return x, None
+
+    def jax_toy(score_fn, x0, sigmas, settings, keep_every=0, progress=False, *, rng=None):
+        x, level = x0, jnp.broadcast_to(jnp.asarray(sigmas)[-1], x0.shape[:1])
+        for _ in range(settings.n_steps):
+            x = x + settings.step_size * score_fn(x, level)
+        return x, None
+
+    spec = SamplerSpec(ToySettings, "any", nfe=lambda s, n: s.n_steps, describe=lambda s, n: "toy",
+                       demo=lambda s, steps, eps, keep, n: (ToySettings(eps, steps), min(keep, steps)))
+    try:
+        SAMPLERS.register("toy", spec)
+        ts.SAMPLERS.register("toy", torch_toy)
+        js.SAMPLERS.register("toy", jax_toy)
+        torch.manual_seed(0)
+        net = tmodels.ScoreMLP((16,))
+        model, variables = jw.from_canonical(tw.to_canonical(net), jmodels.ScoreMLP((16,)))
+        cfg = SamplerConfig(name="toy", n_chains=6, trajectory_steps=10, trajectory_keep_every=5)
+        gen_t = run_samplers(cfg, "toy", TorchBackend(net, np.array([3.0]), progress=False))
+        gen_j = run_samplers(cfg, "toy", JaxBackend(model, variables, np.array([3.0]), progress=False))
+        assert gen_t.nfe == gen_j.nfe == 20 and gen_t.sampler == gen_j.sampler == "toy"
+        assert gen_t.samples.shape == (6, 2) and not np.allclose(gen_t.samples, cfg.initial_states(np.random.default_rng(0)))
+        np.testing.assert_allclose(gen_t.samples, gen_j.samples, rtol=0, atol=1e-5)
+    finally:
+        for registry in (SAMPLERS, ts.SAMPLERS, js.SAMPLERS):
+            registry.unregister("toy")
+    assert "toy" not in SAMPLERS

@@ -146,7 +146,9 @@ def whole(tmp_path_factory):
             if size["epochs"]:
                 overrides["trainer.max_epochs"] = size["epochs"]
             if size["n_steps"] and size["config"] != "seed":
-                overrides["model.sampler"] = dict(base["model"]["sampler"], n_steps=size["n_steps"])
+                sampler = base["model"]["sampler"]
+                overrides["model.sampler"] = dict(sampler, annealed_langevin=dict(sampler["annealed_langevin"],
+                                                                                  n_steps_each=size["n_steps"]))
             cfg = load_config(size["config"], **overrides)
             fit = fit_lightning if framework == "torch" else fit_jax
             out = {k: [] for k in STATISTICS}

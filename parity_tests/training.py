@@ -163,8 +163,9 @@ def annealed_statistics(run: TrainRun, dev: Device, n_chains: int, last_epochs: 
     cfg = run.sampler
     if cfg.get("init", "normal") != "uniform":
         raise ValueError("annealed_statistics draws a uniform start (the NCSN configurations')")
-    args = (n_chains, run.sigmas, cfg["step_size"], cfg["n_steps"], cfg.get("init_scale", 1.0),
-            cfg.get("denoise", True), sample_seed, dev)
+    annealed = cfg["annealed_langevin"]
+    args = (n_chains, run.sigmas, annealed["step_size"], annealed["n_steps_each"], cfg.get("init_scale", 1.0),
+            annealed.get("denoise", True), sample_seed, dev)
     if run.framework == "torch":
         x = torch_annealed(torch_score(dev, params=run.params), *args)
     else:

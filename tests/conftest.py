@@ -65,7 +65,7 @@ def tiny_fit_args(root: Path | str, *extra: str, epochs: int = 2) -> list[str]:
         f"--trainer.default_root_dir={root}",
         "--trainer.enable_progress_bar=false",
         f"--model.sampler.n_chains={TINY_CHAINS}",
-        f"--model.sampler.n_steps={TINY_STEPS}",
+        f"--model.sampler.langevin.n_steps={TINY_STEPS}",
         "--model.sampler.trajectory_steps=200",
         "--model.sampler.trajectory_keep_every=10",
         *extra,

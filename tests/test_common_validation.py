@@ -36,14 +36,25 @@ def test_int_checks_accept():
 
 
 @pytest.mark.parametrize(
-    "field, value",
-    [("n_chains", 0), ("step_size", -1.0), ("step_size", 0.0), ("n_steps", 0), ("keep_every", -1),
-     ("init_scale", 0.0), ("trajectory_step_size", -0.1), ("trajectory_keep_every", 0)],
+    "section, field, value",
+    [(None, "n_chains", 0), ("langevin", "step_size", -1.0), ("langevin", "step_size", 0.0), ("langevin", "n_steps", 0),
+     ("annealed_langevin", "step_size", 0.0), ("annealed_langevin", "n_steps_each", 0),
+     (None, "init_scale", 0.0), (None, "trajectory_step_size", -0.1), (None, "trajectory_keep_every", 0)],
 )
-def test_sampler_config_names_the_bad_field(field, value):
+def test_sampler_config_names_the_bad_field(section, field, value):
+    if section is None:
+        cfg = SamplerConfig(**{field: value})
+    else:
+        cfg = SamplerConfig(**{section: SamplerConfig().settings(section).__class__(**{field: value})})
+    name = f"model.sampler.{field}" if section is None else f"model.sampler.{section}.{field}"
     with pytest.raises(DSMInputError) as err:
-        SamplerConfig(**{field: value}).validate()
-    assert str(err.value).startswith(f"sampler.{field} must be") and str(err.value).endswith(repr(value))
+        cfg.validate()
+    assert str(err.value).startswith(f"{name} must be") and str(err.value).endswith(repr(value))
+
+
+def test_sampler_config_unknown_sampler_is_one_line():
+    with pytest.raises(DSMInputError, match=r"^model.sampler.name must be one of langevin, annealed_langevin, got 'euler'$"):
+        SamplerConfig(name="euler").validate()
 
 
 def test_sampler_config_initial_states():
@@ -58,13 +69,71 @@ def test_sampler_config_initial_states():
 
 @pytest.mark.parametrize(
     "kw, fragment",
-    [({"sigma": 0.0}, "model.sigma must be a positive number, got 0.0"),
-     ({"lr": -1e-3}, "model.lr must be a positive number, got -0.001"),
-     ({"num_scales": 0}, "model.num_scales must be a positive integer, got 0"),
+    [({"lr": -1e-3}, "model.lr must be a positive number, got -0.001"),
      ({"optimizer": "rmsprop"}, "model.optimizer must be sgd or adam, got 'rmsprop'"),
      ({"reduction": "max"}, "model.reduction must be sum or mean, got 'max'")],
 )
 def test_model_options(kw, fragment):
-    args = {"sigma": 3.0, "lr": 1e-5, "num_scales": 1, "optimizer": "sgd", "reduction": "sum", **kw}
+    args = {"lr": 1e-5, "optimizer": "sgd", "reduction": "sum", **kw}
     with pytest.raises(DSMInputError, match=fragment.replace("(", r"\(").replace(".", r"\.")):
         check_model_options(**args)
+
+
+@pytest.mark.parametrize(
+    "objective, sections, fragment",
+    [("dsm", {"dsm": {"sigma": 0.0}}, "model.dsm.sigma must be a positive number, got 0.0"),
+     ("ncsn", {"ncsn": {"num_scales": 0}}, "model.ncsn.num_scales must be a positive integer, got 0"),
+     ("ncsn", {"ncsn": {"num_scales": 1}}, "model.ncsn.num_scales must be at least 2, got 1 (one level: objective dsm)"),
+     ("ncsn", {"ncsn": {"sigma_min": -1.0}}, "model.ncsn.sigma_min must be a positive number, got -1.0"),
+     ("sde", {}, "model.objective must be one of dsm, ncsn, got 'sde'")],
+)
+def test_objective_settings_are_checked_by_name(objective, sections, fragment):
+    from dsm_common.config import resolve_methods
+
+    with pytest.raises(DSMInputError) as err:
+        resolve_methods(objective, sections, None, 1e-5, "sgd", "sum", "constant", "native")
+    assert str(err.value) == fragment
+
+
+def test_a_sampler_needing_sigma_levels_is_refused_for_a_single_level_objective():
+    from dsm_common.config import resolve_methods
+
+    with pytest.raises(DSMInputError, match=r"^model.sampler.name=annealed_langevin needs a network conditioned on σ"):
+        resolve_methods("dsm", {}, SamplerConfig(name="annealed_langevin"), 1e-5, "sgd", "sum", "constant", "native")
+    choice = resolve_methods("ncsn", {}, SamplerConfig(name="langevin"), 1e-5, "sgd", "sum", "constant", "native")
+    assert choice.sampler_name == "langevin" and choice.conditional  # plain Langevin at σ_L is allowed
+    assert resolve_methods("ncsn", {}, None, 1e-5, "sgd", "sum", "constant", "native").sampler_name == "annealed_langevin"
+
+
+@pytest.mark.parametrize(
+    "key, hint",
+    [("model.sigma", "model.dsm.sigma"), ("model.num_scales", "model.objective: ncsn"),
+     ("model.sampler.step_size", "model.sampler.langevin.step_size"), ("model.sampler.kind", "model.sampler.name"),
+     ("model.sampler.n_steps", "model.sampler.annealed_langevin.n_steps_each")],
+)
+def test_older_flat_options_get_one_line_saying_what_to_write(key, hint, tmp_path):
+    from dsm_common.commands import check_legacy_options
+    from dsm_common.config import legacy_option_message
+
+    assert hint in legacy_option_message(key, "x.yaml") and legacy_option_message("model.lr", "x.yaml") is None
+    with pytest.raises(DSMInputError, match=f"^command line: {key} is the older layout; write .*{hint}"):
+        check_legacy_options([f"--{key}=1"])
+    section, leaf = key.rsplit(".", 1)
+    tree = {"model": {leaf: 1}} if section == "model" else {"model": {"sampler": {leaf: 1}}}
+    path = tmp_path / "old.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(tree))
+    with pytest.raises(DSMInputError, match=f"^{path}: {key} is the older layout"):
+        check_legacy_options(["--config", str(path)])
+
+
+def test_older_weight_files_sampler_settings_are_translated():
+    old = {"n_chains": 7, "step_size": 2e-5, "n_steps": 50, "kind": "annealed", "denoise": False, "keep_every": 0}
+    cfg = SamplerConfig.from_dict(old)
+    assert cfg.name == "annealed_langevin" and cfg.n_chains == 7
+    a = cfg.annealed_langevin
+    assert (a.step_size, a.n_steps_each, a.denoise) == (2e-5, 50, False)
+    plain = SamplerConfig.from_dict({"step_size": 0.02, "n_steps": 30, "kind": None})
+    assert plain.name is None and (plain.langevin.step_size, plain.langevin.n_steps) == (0.02, 30)
+    assert SamplerConfig.from_dict(cfg.to_dict()) == cfg

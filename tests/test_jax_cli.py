@@ -39,7 +39,7 @@ def _full_float32_matmuls():
 
 N_CHAINS, N_STEPS, EPS = 100, 50, 0.01  # the run's sampler: seed config's chains and ε, 50 steps
 TINY = [
-    "--trainer.max_epochs=2", f"--model.sampler.n_steps={N_STEPS}", "--model.sampler.trajectory_steps=200",
+    "--trainer.max_epochs=2", f"--model.sampler.langevin.n_steps={N_STEPS}", "--model.sampler.trajectory_steps=200",
     "--model.sampler.trajectory_keep_every=10", "--trainer.enable_progress_bar=false",
 ]
 PNGS = ("data.png", "samples.png", "trajectory.png", "score_field.png", "loss.png")
@@ -202,7 +202,7 @@ def test_sample_from_torch_fit_weights(tmp_path):
     run = tmp_path / "torch_run"
     fit = subprocess.run(
         [sys.executable, "-m", "torch_dsm.cli", "fit", "--config", CONFIG, "--trainer.max_epochs=1",
-         "--model.sampler.n_chains=5", "--model.sampler.n_steps=10", "--model.sampler.trajectory_steps=0",
+         "--model.sampler.n_chains=5", "--model.sampler.langevin.n_steps=10", "--model.sampler.trajectory_steps=0",
          "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={run}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=ENV,
     )
@@ -211,7 +211,7 @@ def test_sample_from_torch_fit_weights(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["framework"] == "torch"
     out = tmp_path / "jax_sample"
     # The torch run stored n_steps=10 and no trajectory; sample with 50 steps and a trajectory.
-    main(["sample", "--weights", str(weights), "--sampler.n_chains=7", f"--sampler.n_steps={N_STEPS}",
+    main(["sample", "--weights", str(weights), "--sampler.n_chains=7", f"--sampler.langevin.n_steps={N_STEPS}",
           "--sampler.trajectory_steps=200", "--sampler.trajectory_keep_every=10", "--out", str(out)])
     metrics = check_run_files_sample(out, 7)
     assert metrics["trained_with"] == "torch" and metrics["epochs"] == 1
@@ -243,12 +243,14 @@ BAD_INPUTS = [
     ("inf", ["--data.dataset={d}/inf.csv", "--data.batch_size=1"], ["{d}/inf.csv", "row 4", "column 'a'", "inf", "finite"]),
     ("fewer than a batch", ["--data.dataset={d}/few.csv"], ["{d}/few.csv", "holds 3 points", "data.batch_size=8"]),
     ("not 2-D", ["--data.dataset={d}/three.npy"], ["{d}/three.npy", "(N, 2)", "(20, 3)"]),
-    ("sigma zero", ["--model.sigma=0"], ["model.sigma must be a positive number", "got 0.0"]),
-    ("sigma negative", ["--model.sigma=-3"], ["model.sigma must be a positive number", "got -3.0"]),
+    ("sigma zero", ["--model.dsm.sigma=0"], ["model.dsm.sigma must be a positive number", "got 0.0"]),
+    ("sigma negative", ["--model.dsm.sigma=-3"], ["model.dsm.sigma must be a positive number", "got -3.0"]),
     ("lr", ["--model.lr=-1e-5"], ["model.lr must be a positive number", "got -1e-05"]),
-    ("step size", ["--model.sampler.step_size=0"], ["sampler.step_size must be a positive number", "got 0.0"]),
+    ("step size", ["--model.sampler.langevin.step_size=0"],
+     ["model.sampler.langevin.step_size must be a positive number", "got 0.0"]),
     ("batch size", ["--data.batch_size=0"], ["data.batch_size must be a positive integer", "got 0"]),
-    ("step count", ["--model.sampler.n_steps=0"], ["sampler.n_steps must be a positive integer", "got 0"]),
+    ("step count", ["--model.sampler.langevin.n_steps=0"],
+     ["model.sampler.langevin.n_steps must be a positive integer", "got 0"]),
 ]
 
 

@@ -159,7 +159,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
         sys.executable, "-m", "jax_dsm.cli", "fit", "--config", str(REPO / "configs" / "seed.yaml"),
         f"--trainer.max_epochs={n}", f"--trainer.epochs_per_chunk={chunk}", "--trainer.enable_progress_bar=false",
         f"--trainer.default_root_dir={run}", "--model.hidden_dims=[32,32]", "--model.lr=1e-4", "--seed_everything=3",
-        "--model.sampler.n_chains=10", "--model.sampler.n_steps=20", "--model.sampler.trajectory_steps=0",
+        "--model.sampler.n_chains=10", "--model.sampler.langevin.n_steps=20", "--model.sampler.trajectory_steps=0",
     ]
     ckpt = run / "checkpoints" / "last.msgpack"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "JAX_DEFAULT_MATMUL_PRECISION": "highest"}  # as in this process

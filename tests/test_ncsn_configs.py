@@ -28,7 +28,7 @@ def tiny_args(config: Path, root: Path, n_chains: int = 13) -> list[str]:
         f"--trainer.default_root_dir={root}",
         "--trainer.enable_progress_bar=false",
         f"--model.sampler.n_chains={n_chains}",
-        "--model.sampler.n_steps=3",
+        "--model.sampler.annealed_langevin.n_steps_each=3",
         "--model.sampler.trajectory_steps=0",
     ]
 
@@ -36,12 +36,12 @@ def tiny_args(config: Path, root: Path, n_chains: int = 13) -> list[str]:
 def check_ncsn_run(root: Path, config: Path, framework: str) -> dict:
     cfg = yaml.safe_load(config.read_text())
     m = read_metrics(root)
-    levels = cfg["model"]["num_scales"]
+    levels = cfg["model"]["ncsn"]["num_scales"]
     assert m["framework"] == framework and m["dataset"] == cfg["data"]["dataset"]
-    assert m["sampler_kind"] == "annealed"
+    assert m["sampler"] == "annealed_langevin" and m["nfe"] == 3 * levels + 1
     assert len(m["per_level_loss"]["sigma"]) == levels == len(m["per_level_loss"]["loss"])
     assert np.all(np.diff(m["per_level_loss"]["sigma"]) < 0)  # largest first
-    assert m["per_level_loss"]["sigma"][-1] == pytest.approx(cfg["model"]["sigma_min"])
+    assert m["per_level_loss"]["sigma"][-1] == pytest.approx(cfg["model"]["ncsn"]["sigma_min"])
     assert np.isfinite(m["per_level_loss"]["loss"]).all()
     assert np.isfinite(np.load(root / "samples.npy")).all()
     for png in ("sampler_comparison.png", "loss.png", "samples.png"):
@@ -55,7 +55,7 @@ def test_configs_exist():
     for path in NCSN_CONFIGS:
         cfg = yaml.safe_load(path.read_text())
         assert cfg["model"]["optimizer"] == "adam" and cfg["model"]["lr_schedule"] == "cosine"
-        assert cfg["model"]["num_scales"] > 1
+        assert cfg["model"]["objective"] == "ncsn" and cfg["model"]["ncsn"]["num_scales"] > 1
         assert path.read_text().lstrip().startswith("#")  # the comment block with the measured figures
 
 
@@ -88,7 +88,7 @@ def test_cosine_schedule_same_in_both_frameworks():
     from torch_dsm.module import _cosine_factor
 
     total, lr = 12, 1e-3
-    jm = JaxModule(num_scales=3, optimizer="adam", lr=lr, lr_schedule="cosine")
+    jm = JaxModule(objective="ncsn", ncsn={"num_scales": 3}, optimizer="adam", lr=lr, lr_schedule="cosine")
     jm.setup(load_dataset("seed_mixture"), total_steps=total)
     state = jm.init_state(jax.random.PRNGKey(0))
     grads = jax.tree_util.tree_map(jnp.ones_like, state.params)
@@ -116,7 +116,7 @@ def test_cosine_needs_the_run_length():
     from dsm_common.datasets import load_dataset
     from jax_dsm.module import DSMModule as JaxModule
 
-    module = JaxModule(num_scales=3, optimizer="adam", lr_schedule="cosine")
+    module = JaxModule(objective="ncsn", ncsn={"num_scales": 3}, optimizer="adam", lr_schedule="cosine")
     with pytest.raises(ValueError, match="setup"):
         module.init_state(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="total number"):

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scipy.spatial.distance import pdist
 
 from dsm_common import metrics
-from dsm_common.config import noise_levels
+from dsm_common.config import NCSNSettings, geometric_sigmas
 from dsm_common.datasets import load_dataset
 from dsm_common.mixtures import ncsn_toy_mixture, seed_mixture
 
@@ -42,11 +43,13 @@ def ncsn_sampler() -> dict:
     cfg = yaml.safe_load(NCSN_CONFIG.read_text())
     model, data, sampler = cfg["model"], cfg["data"], cfg["model"]["sampler"]
     ds = load_dataset(data["dataset"], data.get("n_points"), data.get("seed", 0))
-    sigmas = noise_levels(model.get("sigma", 3.0), model["num_scales"], model.get("sigma_max"), model["sigma_min"],
-                          ds.points)
-    assert sampler["init"] == "uniform"
-    return {"sigmas": sigmas, "step_size": sampler["step_size"], "n_steps": sampler["n_steps"],
-            "init_scale": sampler["init_scale"], "denoise": sampler.get("denoise", True)}
+    ncsn = NCSNSettings(**model["ncsn"])
+    assert ncsn.sigma_max is None  # σ₁ from the data, by hand here
+    sigmas = geometric_sigmas(float(np.max(pdist(ds.points))), ncsn.sigma_min, ncsn.num_scales)
+    assert sampler["init"] == "uniform" and sampler["name"] == "annealed_langevin"
+    annealed = sampler["annealed_langevin"]
+    return {"sigmas": sigmas, "step_size": annealed["step_size"], "n_steps": annealed["n_steps_each"],
+            "init_scale": sampler["init_scale"], "denoise": annealed.get("denoise", True)}
 
 
 def uniform_start(n: int, half_width: float, seed: int) -> np.ndarray:

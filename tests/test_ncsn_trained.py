@@ -54,8 +54,8 @@ def jax_train_and_sample(config: Path, n_chains: int, tmp_path: Path):
     s.n_chains = n_chains
     x0 = s.initial_states(np.random.default_rng(s.seed))
     x, _ = annealed_langevin(Partial(module.model.apply, {"params": state.params}), jnp.asarray(x0),
-                             jnp.asarray(module.sigmas, jnp.float32), s.step_size, s.n_steps,
-                             rng=jax.random.PRNGKey(s.seed), denoise=s.denoise)
+                             jnp.asarray(module.sigmas, jnp.float32), s.annealed_langevin.step_size,
+                             s.annealed_langevin.n_steps_each, s.annealed_langevin.denoise, rng=jax.random.PRNGKey(s.seed))
     return dm.data, np.asarray(x, np.float64)
 
 
@@ -95,7 +95,7 @@ def _full_seed(framework: str, tmp_path: Path) -> dict:
         run_torch_cli_inprocess(["fit", *fit])
         sample_main(sample)
     m = read_metrics(root / "sample10k")
-    assert m["n_samples"] == 10_000 and m["sampler_kind"] == "annealed"
+    assert m["n_samples"] == 10_000 and m["sampler"] == "annealed_langevin"
     return m
 
 

@@ -115,7 +115,7 @@ def _sklearn_raw(name: str, n: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("name", ["moons", "circles", "swiss_roll"])
 def test_fit_sklearn_sets(tmp_path, name):
     run_torch_cli_inprocess(tiny_fit_args(tmp_path, f"--data.dataset={name}", "--data.n_points=200",
-                                          "--model.sigma=0.2", "--model.lr=1e-4"))
+                                          "--model.dsm.sigma=0.2", "--model.lr=1e-4"))
     m = _check_common_outputs(tmp_path, name, 2, 25)  # 200 points in batches of 8
     samples = _check_samples(tmp_path, np.zeros(2), np.ones(2))  # generated sets are not standardised
     # No exact score, no mixture: these metrics are null.
@@ -129,7 +129,7 @@ def test_fit_sklearn_sets(tmp_path, name):
 
 
 def test_fit_old_faithful_reports_minutes(tmp_path):
-    run_torch_cli_inprocess(tiny_fit_args(tmp_path, "--data.dataset=old_faithful", "--model.sigma=0.3",
+    run_torch_cli_inprocess(tiny_fit_args(tmp_path, "--data.dataset=old_faithful", "--model.dsm.sigma=0.3",
                                           "--model.lr=1e-4"))
     m = _check_common_outputs(tmp_path, "old_faithful", 2, 34)  # 272 points in batches of 8: 34 steps
     raw = np.loadtxt(OLD_FAITHFUL_CSV, delimiter=",", skiprows=1)
@@ -151,7 +151,7 @@ def test_fit_csv_file_with_named_columns(tmp_path, capsys):
     csv.write_text("id,alpha,beta\n" + "".join(f"{e:.6f},{a:.6f},{b:.6f}\n" for e, (a, b) in zip(extra, pts)))
     run_dir = tmp_path / "run"
     run_torch_cli_inprocess(tiny_fit_args(run_dir, f"--data.dataset={csv}", "--data.columns=[alpha,beta]",
-                                          "--model.sigma=0.3", "--model.lr=1e-4"))
+                                          "--model.dsm.sigma=0.3", "--model.lr=1e-4"))
     assert f"run directory: {run_dir.resolve()}" in capsys.readouterr().out  # fit prints where it wrote
     m = _check_common_outputs(run_dir, str(csv), 2, 10)  # 80 points in batches of 8
     raw = np.round(pts, 6)  # what the file holds
@@ -164,7 +164,7 @@ def test_sample_command_resamples_with_its_own_settings(seed_run, tmp_path):
     out = tmp_path / "resampled"
     exe = Path(sys.executable).with_name("dsm-torch")
     proc = run_subprocess([str(exe), "sample", "--weights", str(seed_run / "weights.safetensors"),
-                           "--sampler.n_chains=7", "--sampler.n_steps=30", "--sampler.seed=5",
+                           "--sampler.n_chains=7", "--sampler.langevin.n_steps=30", "--sampler.seed=5",
                            "--sampler.trajectory_steps=100", "--out", str(out)], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"run directory: {out.resolve()}" in proc.stdout

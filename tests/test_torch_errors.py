@@ -59,7 +59,7 @@ CASE_NAMES = [
 def _fit(root: Path, name: str, *extra: str) -> list[str]:
     # A tiny run in case a check is missing and training starts: the test then fails, quickly.
     return ["fit", "--config", str(SEED_CONFIG), f"--trainer.default_root_dir={root / name}", "--trainer.max_epochs=1",
-            "--trainer.enable_progress_bar=false", "--model.sampler.n_steps=5", "--model.sampler.trajectory_steps=0",
+            "--trainer.enable_progress_bar=false", "--model.sampler.langevin.n_steps=5", "--model.sampler.trajectory_steps=0",
             *extra]
 
 
@@ -82,13 +82,14 @@ def _cases(d: Path) -> dict[str, tuple[list[str], list[str]]]:
         "fewer_than_batch": (_fit(d, "f", f"--data.dataset={d / 'five.csv'}"),
                              [str(d / "five.csv"), "5 points", "data.batch_size=8"]),
         "not_2d": (_fit(d, "g", f"--data.dataset={d / 'three_d.npy'}"), [str(d / "three_d.npy"), "(N, 2)", "(10, 3)"]),
-        "sigma_zero": (_fit(d, "h", "--model.sigma=0"), ["model.sigma must be a positive number, got 0.0"]),
-        "sigma_negative": (_fit(d, "i", "--model.sigma=-3"), ["model.sigma must be a positive number, got -3.0"]),
+        "sigma_zero": (_fit(d, "h", "--model.dsm.sigma=0"), ["model.dsm.sigma must be a positive number, got 0.0"]),
+        "sigma_negative": (_fit(d, "i", "--model.dsm.sigma=-3"), ["model.dsm.sigma must be a positive number, got -3.0"]),
         "lr_negative": (_fit(d, "j", "--model.lr=-0.001"), ["model.lr must be a positive number, got -0.001"]),
-        "step_size_negative": (_fit(d, "k", "--model.sampler.step_size=-1"),
-                               ["sampler.step_size must be a positive number, got -1"]),
+        "step_size_negative": (_fit(d, "k", "--model.sampler.langevin.step_size=-1"),
+                               ["model.sampler.langevin.step_size must be a positive number, got -1"]),
         "batch_size_zero": (_fit(d, "l", "--data.batch_size=0"), ["data.batch_size must be a positive integer, got 0"]),
-        "n_steps_zero": (_fit(d, "m", "--model.sampler.n_steps=0"), ["sampler.n_steps must be a positive integer, got 0"]),
+        "n_steps_zero": (_fit(d, "m", "--model.sampler.langevin.n_steps=0"),
+                         ["model.sampler.langevin.n_steps must be a positive integer, got 0"]),
         "sample_missing_weights": (["sample", "--weights", str(d / "none.safetensors")],
                                    ["weights file not found", str(d / "none.safetensors")]),
         "resume_without_checkpoint": (_fit(d, "n", "--ckpt_path=last"),

@@ -11,7 +11,7 @@ CHECK = "import sys; {imports}; bad = sorted(m for m in sys.modules if {cond}); 
 
 def test_torch_dsm_and_dsm_common_do_not_import_jax():
     code = CHECK.format(
-        imports="import dsm_common, dsm_common.datasets, dsm_common.metrics, dsm_common.report, dsm_common.runs, "
+        imports="import dsm_common, dsm_common.datasets, dsm_common.metrics, dsm_common.report, dsm_common.commands, "
                 "dsm_common.weights, torch_dsm, torch_dsm.cli, torch_dsm.weights, torch_dsm.mixtures",
         cond="m in ('jax', 'jaxlib', 'flax', 'optax') or m.startswith(('jax.', 'jaxlib.', 'flax.', 'optax.'))",
     )
@@ -21,8 +21,9 @@ def test_torch_dsm_and_dsm_common_do_not_import_jax():
 
 def test_dsm_common_alone_imports_neither_framework():
     code = CHECK.format(
-        imports="import dsm_common, dsm_common.datasets, dsm_common.metrics, dsm_common.report, dsm_common.runs, "
-                "dsm_common.weights, dsm_common.config",
+        imports="import dsm_common, dsm_common.datasets, dsm_common.metrics, dsm_common.report, dsm_common.commands, "
+                "dsm_common.weights, dsm_common.registry, dsm_common.config, dsm_common.generate, dsm_common.finish, "
+                "dsm_common.init, dsm_common.testing",
         cond="m in ('jax', 'torch', 'lightning') or m.startswith(('jax.', 'torch.', 'lightning.'))",
     )
     proc = run_subprocess([sys.executable, "-c", code], timeout=300)

@@ -95,7 +95,8 @@ def test_drawn_noise_is_per_point_and_per_coordinate():
 def test_module_defaults_and_training_loss():
     """The LightningModule's defaults are the recipe's (docs/method.md §1) and its loss is dsm_loss at σ, sum."""
     m = DSMModule()
-    assert (m.hparams.sigma, m.hparams.lr, m.hparams.reduction, m.hparams.optimizer) == (3.0, 1e-5, "sum", "sgd")
+    assert (m.methods.objective, m.methods.settings.sigma) == ("dsm", 3.0) and m.methods.sampler_name == "langevin"
+    assert (m.hparams.lr, m.hparams.reduction, m.hparams.optimizer) == (1e-5, "sum", "sgd")
     assert [tuple(lay.weight.shape) for lay in m.model.dense] == [(256, 2), (256, 256), (2, 256)]
     opt = m.configure_optimizers()
     assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["lr"] == 1e-5

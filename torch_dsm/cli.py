@@ -20,84 +20,54 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from dsm_common.runs import (
-    check_run_dir,
-    cli_errors,
-    per_level_noise,
-    report_generated,
-    run_samplers,
-    sample_command,
-    summary_line,
-    weights_config,
-)
+from dsm_common.commands import check_legacy_options, check_run_dir, cli_errors, sample_command, stored_sigmas, summary_line
+from dsm_common.finish import finish_run
 from dsm_common.validation import DSMInputError
 from torch_dsm.data import DSMDataModule
 from torch_dsm.losses import per_level_loss
 from torch_dsm.models import ScoreMLP
 from torch_dsm.module import DSMModule
-from torch_dsm.sampling import annealed_langevin, langevin
+from torch_dsm.sampling import SAMPLERS
 from torch_dsm.weights import load_weights, save_weights
 
 PROG = "dsm-torch"
 
 
-class TorchSamplers:
-    """``dsm_common.runs.Samplers`` for a torch score model (numpy in, numpy out)."""
+class TorchBackend:
+    """``dsm_common.generate.Backend`` for a torch ``ScoreMLP`` (numpy in, numpy out). Mirror:
+    ``jax_dsm.cli.JaxBackend``."""
+
+    framework = "torch"
 
     def __init__(self, model: ScoreMLP, sigmas: np.ndarray, progress: bool = True):
-        self.model = model.eval()
-        self.sigmas = torch.as_tensor(np.asarray(sigmas), dtype=torch.float32)
+        self.model = model.cpu().eval()
+        self.conditional = model.conditional
+        self.sigmas = np.asarray(sigmas, np.float64)
+        self._sigmas = torch.as_tensor(self.sigmas, dtype=torch.float32)  # (L,)
         self.progress = progress
 
-    def plain(self, x0, step_size, n_steps, keep_every, seed, sigma):
-        gen = torch.Generator().manual_seed(seed)
-        x0 = torch.from_numpy(x0)
-        if sigma is None:
-            fn = self.model
-        else:
-            level = torch.full((x0.shape[0],), sigma)
-            fn = lambda x: self.model(x, level)  # noqa: E731
-        x, kept = langevin(fn, x0, step_size, n_steps, keep_every=keep_every, rng=gen, progress=self.progress)
+    def _score(self):
+        """The network as ``(x, σ (n,)) → score``, the form every registered sampler takes."""
+        return self.model if self.conditional else (lambda x, sigma: self.model(x))
+
+    def sample(self, name, x0, settings, keep_every, seed):
+        x, kept = SAMPLERS[name](self._score(), torch.from_numpy(x0), self._sigmas, settings, keep_every, self.progress,
+                                 rng=torch.Generator().manual_seed(seed))
         return x.numpy(), None if kept is None else kept.numpy()
 
-    def annealed(self, x0, step_size, n_steps_each, keep_every, denoise, seed):
-        gen = torch.Generator().manual_seed(seed)
-        x, kept = annealed_langevin(
-            self.model, torch.from_numpy(x0), self.sigmas, step_size, n_steps_each, denoise=denoise,
-            keep_every=keep_every, rng=gen, progress=self.progress,
-        )
-        return x.numpy(), None if kept is None else kept.numpy()
+    def score_at(self, sigma):
+        @torch.inference_mode()
+        def fn(x: np.ndarray) -> np.ndarray:
+            t = torch.as_tensor(np.asarray(x, np.float32))
+            return self.model(t, torch.full((t.shape[0],), sigma) if self.conditional else None).numpy()
 
+        return fn
 
-def score_at(model: ScoreMLP, sigma: float | None):
-    """numpy score function (n, 2) → (n, 2) at noise level ``sigma`` (conditional models)."""
+    def per_level_loss(self, points, noise):
+        return per_level_loss(self.model, torch.from_numpy(points), self._sigmas, noise=torch.from_numpy(noise)).numpy()
 
-    @torch.inference_mode()
-    def fn(x: np.ndarray) -> np.ndarray:
-        t = torch.as_tensor(np.asarray(x, np.float32))
-        return model(t, None if sigma is None else torch.full((t.shape[0],), sigma)).numpy()
-
-    return fn
-
-
-def finish_run(run_dir, model: ScoreMLP, sigmas: np.ndarray, model_settings: dict, data_settings: dict,
-               dataset, sampler, info: dict, loss_history=(), progress: bool = True) -> dict:
-    """Save weights (when training), sample, and write the run's files; return the metrics."""
-    model = model.eval()
-    conditional = model.conditional
-    if info.get("epochs") is not None and "weights_from" not in info:
-        save_weights(Path(run_dir) / "weights.safetensors", model,
-                     weights_config("torch", model_settings, sigmas, data_settings, sampler, info["epochs"]))
-    gen = run_samplers(sampler, sigmas, conditional, TorchSamplers(model, sigmas, progress))
-    per_level = None
-    if conditional:
-        pts = torch.from_numpy(dataset.points)
-        noise = torch.from_numpy(per_level_noise(len(sigmas), len(pts)))
-        losses = per_level_loss(model, pts, torch.as_tensor(sigmas, dtype=torch.float32), noise=noise)
-        per_level = {"sigma": [float(s) for s in sigmas], "loss": losses.tolist()}
-    return report_generated(run_dir, "torch", dataset, gen, sigmas, conditional,
-                            score_at(model, float(sigmas[-1]) if conditional else None), info,
-                            loss_history, per_level)
+    def save_weights(self, path, config):
+        save_weights(path, self.model, config)
 
 
 class DSMLightningCLI(LightningCLI):
@@ -126,16 +96,14 @@ class DSMLightningCLI(LightningCLI):
         if trainer.interrupted or not trainer.is_global_zero:
             return
         run_dir = Path(trainer.default_root_dir)
-        h = module.hparams
         info = {
             "epochs": int(trainer.current_epoch),
             "steps": int(trainer.global_step),
             "train_seconds": time.perf_counter() - self._fit_start,
             "seed": self.config.fit.get("seed_everything"),
         }
-        model_settings = {k: (list(v) if k == "hidden_dims" else v) for k, v in h.items()}
-        metrics = finish_run(run_dir, module.model, module.sigmas.cpu().numpy(), model_settings,
-                             dict(dm.hparams), dm.data, module.sampler, info, module.loss_history)
+        metrics = finish_run(run_dir, TorchBackend(module.model, module.sigmas.cpu().numpy()), module.methods.sampler_name,
+                             module.settings_record(), dict(dm.hparams), dm.data, module.sampler, info, module.loss_history)
         print(f"run directory: {run_dir.resolve()}")
         print(summary_line(metrics))
 
@@ -172,13 +140,15 @@ def _make_cli(args=None) -> DSMLightningCLI:
     )
 
 
+def load_backend(path: str) -> tuple[TorchBackend, dict]:
+    """A weight file (either framework's) as a ``TorchBackend`` and its stored settings."""
+    model, stored = load_weights(path)
+    return TorchBackend(model, stored_sigmas(stored)), stored
+
+
 def sample_main(argv: list[str]) -> dict:
     """``dsm-torch sample``: sample from saved weights (written by either framework)."""
-    return sample_command(
-        PROG, argv, load_weights,
-        lambda out, model, sigmas, stored, ds, cfg, info: finish_run(
-            out, model, sigmas, stored.get("model", {}), stored.get("data", {}), ds, cfg, info),
-    )
+    return sample_command(PROG, argv, load_backend)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     if words and words[0] == "sample":
         cli_errors(PROG, lambda: sample_main(words[1:]))
     else:
+        cli_errors(PROG, lambda: check_legacy_options(words))
         cli_errors(PROG, lambda: _make_cli(argv))
 
 

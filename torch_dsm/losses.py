@@ -10,9 +10,10 @@ from typing import Callable
 
 import torch
 
+from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
-__all__ = ["dsm_loss", "ncsn_loss", "per_level_loss"]
+__all__ = ["dsm_loss", "ncsn_loss", "per_level_loss", "OBJECTIVES", "dsm_objective", "ncsn_objective"]
 
 
 def _reduce(per_point: torch.Tensor, reduction: str, mask: torch.Tensor | None) -> torch.Tensor:
@@ -120,3 +121,24 @@ def per_level_loss(
         s = sigmas[i].expand(x.shape[0])
         out.append(((sigmas[i] * score_fn(x + sigmas[i] * noise[i], s) + noise[i]) ** 2).sum(-1).mean())
     return torch.stack(out)
+
+
+# ----------------------------------------------------------------------------- the objective registry
+# torch losses under the names of dsm_common.registry.OBJECTIVES: (net, x (B, d), sigmas (L,),
+# settings, reduction, mask, *, rng) → scalar, ``net`` taking (x) or (x, σ) as the objective's
+# conditioning says. Mirror: jax_dsm/losses.py.
+OBJECTIVES: Registry[Callable] = Registry("torch objective", "model.objective")
+
+
+@OBJECTIVES("dsm")
+def dsm_objective(net, x: torch.Tensor, sigmas: torch.Tensor, settings, reduction: str = "sum",
+                  mask: torch.Tensor | None = None, *, rng: torch.Generator | None = None) -> torch.Tensor:
+    """``dsm``: :func:`dsm_loss` at ``settings.sigma`` (``DSMSettings``)."""
+    return dsm_loss(net, x, settings.sigma, reduction, mask, rng=rng)
+
+
+@OBJECTIVES("ncsn")
+def ncsn_objective(net, x: torch.Tensor, sigmas: torch.Tensor, settings, reduction: str = "mean",
+                   mask: torch.Tensor | None = None, *, rng: torch.Generator | None = None) -> torch.Tensor:
+    """``ncsn``: :func:`ncsn_loss` over ``sigmas`` (``NCSNSettings``)."""
+    return ncsn_loss(net, x, sigmas, reduction, mask, rng=rng)

@@ -19,10 +19,9 @@ import lightning as L
 import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
-from dsm_common.config import SamplerConfig, check_model_options, noise_levels
-from dsm_common.init import INIT_LAWS
-from dsm_common.validation import DSMInputError, check_choice
-from torch_dsm.losses import dsm_loss, ncsn_loss
+from dsm_common.config import DSMSettings, NCSNSettings, SamplerConfig, resolve_methods, settings_record
+from dsm_common.validation import DSMInputError
+from torch_dsm.losses import OBJECTIVES
 from torch_dsm.models import ScoreMLP
 
 __all__ = ["DSMModule"]
@@ -45,10 +44,11 @@ class DSMModule(L.LightningModule):
 
     Args:
         hidden_dims: hidden widths of the score MLP (recipe: [256, 256]).
-        sigma: noise σ of the single-scale model (recipe: 3).
-        num_scales: L; 1 is the single-scale recipe, > 1 a noise-conditional NCSN.
-        sigma_max: σ₁ for NCSN; None: the largest pairwise distance in the training data.
-        sigma_min: σ_L for NCSN.
+        objective: the training objective, by name (``dsm_common.registry.OBJECTIVES``): ``dsm``
+            (one noise level, the recipe) or ``ncsn`` (many levels, a σ-conditional network).
+        dsm: settings of ``dsm`` (``DSMSettings``: σ, recipe 3).
+        ncsn: settings of ``ncsn`` (``NCSNSettings``: L, σ₁ (None: the data's largest pairwise
+            distance), σ_L).
         optimizer: ``sgd`` (recipe) or ``adam``.
         lr: learning rate (recipe: 1e-5).
         reduction: ``sum`` (recipe) or ``mean`` of the per-point losses over a batch.
@@ -68,10 +68,9 @@ class DSMModule(L.LightningModule):
     def __init__(
         self,
         hidden_dims: list[int] = [256, 256],  # noqa: B006 (read-only; LightningCLI shows it)
-        sigma: float = 3.0,
-        num_scales: int = 1,
-        sigma_max: Optional[float] = None,
-        sigma_min: float = 0.01,
+        objective: str = "dsm",
+        dsm: Optional[DSMSettings] = None,
+        ncsn: Optional[NCSNSettings] = None,
         optimizer: Literal["sgd", "adam"] = "sgd",
         lr: float = 1e-5,
         reduction: Literal["sum", "mean"] = "sum",
@@ -80,13 +79,14 @@ class DSMModule(L.LightningModule):
         init: Literal["native", "flax", "torch"] = "native",
     ):
         super().__init__()
-        check_model_options(sigma, lr, num_scales, optimizer, reduction)
-        check_choice("model.lr_schedule", lr_schedule, ("constant", "cosine"))
-        check_choice("model.init", init, INIT_LAWS)
-        self.sampler = (sampler or SamplerConfig()).validate()
+        self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn}, sampler, lr, optimizer, reduction,
+                                       lr_schedule, init)
+        self.sampler = self.methods.sampler
         self.save_hyperparameters(ignore=["sampler"])
-        self.model = ScoreMLP(hidden_dims, conditional=num_scales > 1, initialization=init)
-        levels = noise_levels(sigma, num_scales, sigma_max, sigma_min)  # σ₁ from the data at setup
+        # Plain dicts, not dataclasses, in the checkpoint: torch.load(weights_only=True) reads them.
+        self.hparams.update(settings_record({"dsm": dsm, "ncsn": ncsn}))
+        self.model = ScoreMLP(hidden_dims, conditional=self.methods.conditional, initialization=init)
+        levels = self.methods.noise_levels()  # σ₁ from the data at setup
         self.register_buffer("sigmas", torch.tensor(levels, dtype=torch.float32))  # (L,)
         self.loss_history: list[float] = []  # mean batch loss of each finished epoch
         self._epoch_sum = torch.zeros(())
@@ -95,7 +95,11 @@ class DSMModule(L.LightningModule):
 
     @property
     def conditional(self) -> bool:
-        return self.hparams.num_scales > 1
+        return self.methods.conditional
+
+    def settings_record(self) -> dict[str, Any]:
+        """The module's settings as JSON (for the weight file's metadata)."""
+        return settings_record({**self.hparams, self.methods.objective: self.methods.settings})
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
@@ -111,11 +115,10 @@ class DSMModule(L.LightningModule):
             and str(self.trainer.precision) == "32-true"
             and isinstance(strategy, SingleDeviceStrategy)
         )
-        # σ₁ from the data (arXiv 2006.09011, technique 1); a resumed checkpoint overwrites it.
-        if self.conditional and self.hparams.sigma_max is None and dm is not None:
-            h = self.hparams
-            levels = noise_levels(h.sigma, h.num_scales, h.sigma_max, h.sigma_min, dm.data.points)
-            self.sigmas.copy_(torch.as_tensor(levels, dtype=torch.float32))
+        # σ₁ from the data where the settings leave it to them (arXiv 2006.09011, technique 1);
+        # a resumed checkpoint overwrites it.
+        if dm is not None:
+            self.sigmas.copy_(torch.as_tensor(self.methods.noise_levels(dm.data.points), dtype=torch.float32))
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(x, sigma)
@@ -123,10 +126,9 @@ class DSMModule(L.LightningModule):
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """The training loss of one batch ``x`` (B, 2), noise drawn from torch's default generator
         of ``x``'s device (the stream ``seed_everything`` seeds)."""
-        rng = default_generator(x.device)
-        if self.conditional:
-            return ncsn_loss(self.model, x, self.sigmas, self.hparams.reduction, rng=rng)
-        return dsm_loss(self.model, x, self.hparams.sigma, self.hparams.reduction, rng=rng)
+        m = self.methods
+        return OBJECTIVES[m.objective](self.model, x, self.sigmas, m.settings, self.hparams.reduction,
+                                       rng=default_generator(x.device))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
         if self.automatic_optimization:
@@ -179,7 +181,7 @@ class DSMModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["loss_history"] = list(self.loss_history)
-        checkpoint["sampler"] = vars(self.sampler)
+        checkpoint["sampler"] = self.sampler.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.loss_history = list(checkpoint.get("loss_history", []))

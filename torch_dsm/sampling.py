@@ -15,9 +15,10 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
-__all__ = ["langevin", "annealed_langevin"]
+__all__ = ["langevin", "annealed_langevin", "SAMPLERS", "run_langevin", "run_annealed_langevin"]
 
 _NOISE_FLOATS = 1 << 18  # noise drawn at once when none is passed in: ≤ 1 MiB of float32
 
@@ -131,3 +132,25 @@ def annealed_langevin(
         with torch.inference_mode():
             x = x + sig[-1] ** 2 * score_fn(x, sig[-1].expand(x0.shape[0]))
     return x, (torch.cat(kept) if kept else None)
+
+
+# ----------------------------------------------------------------------------- the sampler registry
+# torch functions under the names of dsm_common.registry.SAMPLERS: (score_fn(x, σ (n,)), x0 (n, d),
+# sigmas (L,), settings, keep_every, progress, *, rng) → (final, kept). Mirror: jax_dsm/sampling.py.
+SAMPLERS: Registry[Callable] = Registry("torch sampler", "model.sampler.name")
+
+
+@SAMPLERS("langevin")
+def run_langevin(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_every: int = 0,
+                 progress: bool = False, *, rng: torch.Generator | None = None):
+    """``langevin`` with its settings (``LangevinSettings``); the network is scored at σ_L = ``sigmas[-1]``."""
+    level = sigmas[-1].expand(x0.shape[0])
+    return langevin(lambda x: score_fn(x, level), x0, settings.step_size, settings.n_steps, keep_every, progress, rng=rng)
+
+
+@SAMPLERS("annealed_langevin")
+def run_annealed_langevin(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_every: int = 0,
+                          progress: bool = False, *, rng: torch.Generator | None = None):
+    """``annealed_langevin`` with its settings (``AnnealedLangevinSettings``) over all of ``sigmas``."""
+    return annealed_langevin(score_fn, x0, sigmas, settings.step_size, settings.n_steps_each, settings.denoise,
+                             keep_every, progress, rng=rng)

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from dsm_common.weights import check_canonical, check_widths, layer_dims, load_canonical, save_canonical
+from dsm_common.weights import check_canonical, check_widths, load_canonical, network_layout, save_canonical
 from torch_dsm.models import ScoreMLP
 
 __all__ = ["to_canonical", "from_canonical", "save_weights", "load_weights"]
@@ -27,16 +27,18 @@ def to_canonical(model: ScoreMLP) -> dict[str, np.ndarray]:
     return out
 
 
-def from_canonical(params: Mapping[str, np.ndarray], model: ScoreMLP | None = None) -> ScoreMLP:
-    """Load canonical arrays into ``model`` (or a new ScoreMLP of the matching shape).
+def from_canonical(params: Mapping[str, np.ndarray], model: ScoreMLP | None = None,
+                   config: Mapping[str, Any] | None = None) -> ScoreMLP:
+    """Load canonical arrays into ``model`` (or a new ScoreMLP of the layout ``config`` records,
+    ``dsm_common.weights.network_layout``).
 
     Raises:
         DSMInputError: the arrays are not a canonical MLP, or do not match ``model``'s shapes.
     """
     params = check_canonical(params)
-    dims = layer_dims(params)
     if model is None:
-        model = ScoreMLP(dims[1:-1], conditional=dims[0] == dims[-1] + 1, dim=dims[-1])
+        hidden, conditional, dim = network_layout(params, config)
+        model = ScoreMLP(hidden, conditional=conditional, dim=dim)
     check_widths(params, [model.dim + int(model.conditional), *model.hidden_dims, model.dim])
     with torch.no_grad():
         for i, layer in enumerate(model.dense):
@@ -58,4 +60,4 @@ def load_weights(path: str | Path) -> tuple[ScoreMLP, dict[str, Any]]:
         ``(model, config)``. Raises DSMInputError on a missing or malformed file.
     """
     params, config = load_canonical(path)
-    return from_canonical(params).eval(), config
+    return from_canonical(params, config=config).eval(), config

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dsm_common.runs import check_run_dir
+from dsm_common.commands import check_run_dir
 from dsm_common.validation import DSMInputError
 from dsm_common.weights import save_canonical
 

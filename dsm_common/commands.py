@@ -1,0 +1,194 @@
+"""The command lines' shared parts: one-line errors, run-directory checks, the ``sample`` command.
+
+Both ``dsm-torch`` and ``dsm-jax`` use these, so the same input gets the same answer on both sides.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, get_type_hints
+
+import numpy as np
+
+from dsm_common.config import SamplerConfig, legacy_option_message
+from dsm_common.datasets import Dataset2D, load_dataset
+from dsm_common.finish import DATA_KEYS, finish_run
+from dsm_common.generate import Backend
+from dsm_common.registry import OBJECTIVES
+from dsm_common.validation import DSMInputError
+
+__all__ = ["cli_errors", "check_run_dir", "check_legacy_options", "summary_line", "sample_command",
+           "dataset_from_config", "stored_objective", "stored_sigmas"]
+
+
+def cli_errors(prog: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; turn a DSMInputError into one line on stderr and exit status 2."""
+    try:
+        return fn()
+    except DSMInputError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def check_run_dir(run_dir: str | Path, framework: str) -> Path:
+    """Refuse a run directory that holds another framework's run, so nothing is overwritten.
+
+    Raises:
+        DSMInputError: ``run_dir/weights.safetensors`` was written by the other framework.
+    """
+    import json
+
+    from safetensors import safe_open
+
+    run_dir = Path(run_dir)
+    weights = run_dir / "weights.safetensors"
+    if weights.is_file():
+        try:
+            with safe_open(str(weights), framework="numpy") as fh:
+                owner = json.loads((fh.metadata() or {}).get("dsm_config", "{}")).get("framework")
+        except Exception:
+            owner = None
+        if owner and owner != framework:
+            raise DSMInputError(
+                f"{run_dir} holds a {owner} run; give this {framework} run its own folder, "
+                f"e.g. --trainer.default_root_dir={run_dir}-{framework}"
+            )
+    return run_dir
+
+
+def _flatten(tree: Any, prefix: str = "") -> list[str]:
+    if not isinstance(tree, dict):
+        return [prefix]
+    out = []
+    for k, v in tree.items():
+        out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def check_legacy_options(argv: list[str]) -> None:
+    """Refuse, in one line saying what to write instead, an option of the older flat layout
+    (``model.sigma``, ``model.num_scales``, ``model.sampler.step_size``, …) in a ``--config``
+    file or on the command line, before the parser answers it with its whole usage.
+
+    Raises:
+        DSMInputError: the first such option, with the file (or "command line") it is in.
+    """
+    import yaml
+
+    for i, word in enumerate(argv):
+        path = None
+        if word == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif word.startswith("--config="):
+            path = word.split("=", 1)[1]
+        if path is not None:
+            try:
+                tree = yaml.safe_load(Path(path).read_text()) or {}
+            except (OSError, yaml.YAMLError):
+                continue  # the parser reports a missing or malformed file itself
+            for key in _flatten(tree):
+                message = legacy_option_message(key, path)
+                if message:
+                    raise DSMInputError(message)
+        elif word.startswith("--"):
+            message = legacy_option_message(word[2:].split("=", 1)[0], "command line")
+            if message:
+                raise DSMInputError(message)
+
+
+def summary_line(m: dict[str, Any]) -> str:
+    """One line of a run's headline metrics, for the terminal."""
+    keys = ("final_loss", "mode_weights", "gap_mass", "energy_distance", "energy_distance_reference",
+            "fisher_divergence", "train_seconds", "sample_seconds", "nfe")
+    parts = []
+    for k in keys:
+        v = m.get(k)
+        if isinstance(v, float):
+            v = f"{v:.4g}"
+        elif isinstance(v, list):
+            v = "[" + ", ".join(f"{a:.3f}" for a in v) + "]"
+        parts.append(f"{k}={v}")
+    return "  ".join(parts)
+
+
+def dataset_from_config(data: dict[str, Any], override: Optional[str] = None) -> Dataset2D:
+    """Reload the training data described by a weight file's ``data`` settings."""
+    kw = {k: data.get(k) for k in DATA_KEYS if data.get(k) is not None}
+    if override:
+        kw["dataset"] = override
+    return load_dataset(**kw)
+
+
+def stored_objective(stored: dict[str, Any]) -> str:
+    """The objective of a weight file: its ``model.objective``, or (files of the older flat layout)
+    ``ncsn`` for several noise levels and ``dsm`` for one."""
+    objective = (stored.get("model") or {}).get("objective")
+    if objective:
+        return objective
+    return "ncsn" if len(stored.get("sigmas") or [0]) > 1 else "dsm"
+
+
+def _sampler_options(cls=SamplerConfig, prefix: str = "sampler") -> list[tuple[str, Any]]:
+    """``(dotted name, type)`` of every leaf option of ``SamplerConfig`` (nested sections included)."""
+    out = []
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        kind = hints[f.name]
+        if is_dataclass(kind):
+            out += _sampler_options(kind, f"{prefix}.{f.name}")
+        else:
+            out.append((f"{prefix}.{f.name}", kind))
+    return out
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    *path, leaf = dotted.split(".")
+    for k in path:
+        tree = tree.setdefault(k, {})
+    tree[leaf] = value
+
+
+def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backend, dict[str, Any]]]) -> dict[str, Any]:
+    """``PROG sample``: sample from a weight file written by either framework.
+
+    Args:
+        prog: program name for messages.
+        argv: the arguments after ``sample``.
+        load: the framework's loader, ``path → (backend, stored settings)``.
+
+    Sampler settings not given on the command line come from the ones stored with the weights
+    (translated when the file has the older flat layout).
+    """
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog=f"{prog} sample", description="Sample from saved weights (either framework).")
+    parser.add_argument("--weights", type=str, required=True, help="a weights.safetensors file (either framework)")
+    parser.add_argument("--out", type=Optional[str], default=None, help="output folder (default: WEIGHTS_DIR/sample)")
+    parser.add_argument("--data.dataset", type=Optional[str], default=None,
+                        help="grade against this data set instead of the one stored with the weights")
+    options = _sampler_options()
+    for dotted, kind in options:
+        parser.add_argument(f"--{dotted}", type=Optional[kind], default=None, help=f"override the stored {dotted}")
+    check_legacy_options(["--model." + w[2:] if w.startswith("--sampler.") else w for w in argv])
+    args = parser.parse_args(argv)
+    backend, stored = load(args.weights)
+    tree = {"sampler": SamplerConfig.from_dict(stored.get("sampler") or {}).to_dict()}
+    for dotted, _ in options:
+        if args.get(dotted) is not None:
+            _set(tree, dotted, args.get(dotted))
+    cfg = SamplerConfig.from_dict(tree["sampler"]).validate()
+    name = cfg.name or OBJECTIVES[stored_objective(stored)].default_sampler
+    dataset = dataset_from_config(stored.get("data") or {}, args.get("data.dataset"))
+    out = Path(args.out) if args.out else Path(args.weights).resolve().parent / "sample"
+    info = {"epochs": stored.get("epochs"), "weights_from": str(args.weights), "trained_with": stored.get("framework")}
+    metrics = finish_run(out, backend, name, stored.get("model") or {}, stored.get("data") or {}, dataset, cfg, info)
+    print(f"run directory: {out.resolve()}")
+    print(summary_line(metrics))
+    return metrics
+
+
+def stored_sigmas(stored: dict[str, Any]) -> np.ndarray:
+    """(L,) float64 noise levels of a weight file (older single-level files: ``model.sigma``)."""
+    return np.asarray(stored.get("sigmas") or [(stored.get("model") or {}).get("sigma", 3.0)], dtype=np.float64)

@@ -1,0 +1,83 @@
+"""What a run does after training, written once for both frameworks: weights, samples, report.
+
+:func:`finish_run` takes a framework's :class:`~dsm_common.generate.Backend` and does the rest:
+the weight file's metadata (what the network is conditioned on included), the samplers, the
+per-level loss of a multi-level model, the metrics and the figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dsm_common.config import SamplerConfig
+from dsm_common.datasets import Dataset2D
+from dsm_common.generate import Backend, run_samplers
+
+__all__ = ["finish_run", "weights_config", "per_level_noise", "DATA_KEYS"]
+
+DATA_KEYS = ("dataset", "n_points", "columns", "standardize", "seed")
+
+
+def weights_config(framework: str, model: dict[str, Any], conditioning: str, sigmas: np.ndarray,
+                   data: dict[str, Any], sampler: SamplerConfig, epochs: int) -> dict[str, Any]:
+    """The settings stored beside the weights: enough to rebuild the network, its data and its sampler.
+
+    ``conditioning`` (``none`` or ``sigma``) says what the network takes besides x, so a reader
+    need not infer it from the layer widths."""
+    return {
+        "framework": framework,
+        "model": dict(model),
+        "conditioning": conditioning,
+        "sigmas": [float(s) for s in np.asarray(sigmas)],
+        "data": {k: data.get(k) for k in DATA_KEYS},
+        "sampler": asdict(sampler),
+        "epochs": int(epochs),
+    }
+
+
+def per_level_noise(n_levels: int, n_points: int, seed: int = 0) -> np.ndarray:
+    """Fixed standard normal draws (L, N, 2) float32 for the per-level loss report."""
+    return np.random.default_rng(seed).standard_normal((n_levels, n_points, 2)).astype(np.float32)
+
+
+def finish_run(run_dir: str | Path, backend: Backend, sampler_name: str, model_settings: dict[str, Any],
+               data_settings: dict[str, Any], dataset: Dataset2D, sampler: SamplerConfig, info: dict[str, Any],
+               loss_history=()) -> dict[str, Any]:
+    """Save the weights (after training), sample, and write the run's files; return the metrics.
+
+    Args:
+        run_dir: the run (or ``sample``) folder.
+        backend: the framework's trained network.
+        sampler_name: the registered sampler to run.
+        model_settings, data_settings: JSON-able settings stored with the weights.
+        dataset: the data the run is graded against.
+        sampler: ``model.sampler``.
+        info: ``epochs``, ``steps``, ``train_seconds``, … for ``metrics.json``; ``weights_from``
+            when sampling saved weights (nothing is saved then).
+        loss_history: mean loss of each epoch.
+    """
+    from dsm_common.report import write_run_outputs
+
+    sigmas = np.asarray(backend.sigmas, np.float64)
+    conditioning = "sigma" if backend.conditional else "none"
+    if info.get("epochs") is not None and "weights_from" not in info:
+        backend.save_weights(Path(run_dir) / "weights.safetensors",
+                             weights_config(backend.framework, model_settings, conditioning, sigmas, data_settings,
+                                            sampler, info["epochs"]))
+    gen = run_samplers(sampler, sampler_name, backend)
+    per_level = None
+    if backend.conditional:
+        losses = backend.per_level_loss(dataset.points, per_level_noise(len(sigmas), len(dataset.points)))
+        per_level = {"sigma": [float(s) for s in sigmas], "loss": np.asarray(losses).tolist()}
+    target_sigma = float(sigmas[-1])
+    label = f"σ_L = {target_sigma:.3g}" if backend.conditional else f"σ = {target_sigma:.3g}"
+    info = dict(info, sample_seconds=gen.sample_seconds, sampler=gen.sampler, nfe=gen.nfe)
+    return write_run_outputs(
+        run_dir, framework=backend.framework, dataset=dataset, samples=gen.samples, target_sigma=target_sigma,
+        noise_label=label, score_fn=backend.score_at(target_sigma), trajectory=gen.trajectory,
+        loss_history=loss_history, per_level_loss=per_level, comparison=gen.comparison, info=info,
+    )

@@ -1,0 +1,103 @@
+"""Sampling after training, written once: which sampler runs, the trajectory demo, the comparison.
+
+A framework supplies a :class:`Backend` (its trained network and its registered samplers, numpy in
+and numpy out); :func:`run_samplers` decides what runs, with which settings and seeds, and times it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from dsm_common.config import SamplerConfig
+from dsm_common.registry import SAMPLERS
+from dsm_common.validation import DSMInputError
+
+__all__ = ["Backend", "Generated", "run_samplers"]
+
+
+class Backend(Protocol):
+    """One framework's trained network, as the run around it needs it (numpy in, numpy out).
+
+    Attributes:
+        framework: ``torch`` or ``jax``.
+        conditional: whether the network is conditioned on σ.
+        sigmas: (L,) float64 noise levels, largest first.
+    """
+
+    framework: str
+    conditional: bool
+    sigmas: np.ndarray
+
+    def sample(self, name: str, x0: np.ndarray, settings, keep_every: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run the framework's sampler ``name`` (its registry) from ``x0`` (n, 2) with ``settings``,
+        its random stream seeded with ``seed``; return ``(final (n, 2), kept or None)``."""
+
+    def score_at(self, sigma: float) -> Callable[[np.ndarray], np.ndarray]:
+        """The network's score at level ``sigma`` as a numpy function (n, 2) → (n, 2)."""
+
+    def per_level_loss(self, points: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """(L,) mean loss of ``points`` at each level with the given noise (L, N, 2)."""
+
+    def save_weights(self, path, config: dict) -> None:
+        """Write the network to ``path`` in the canonical layout with ``config`` as metadata."""
+
+
+@dataclass
+class Generated:
+    """Sampler outputs in training space: final states, the trajectory demo, comparisons."""
+
+    samples: np.ndarray
+    trajectory: np.ndarray | None
+    comparison: list[tuple[str, np.ndarray]] | None
+    sample_seconds: float
+    sampler: str
+    nfe: int
+
+
+def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
+    """Run sampler ``name``, the one-chain trajectory demo and, for a multi-level sampler, plain Langevin.
+
+    * Main run: ``cfg.n_chains`` chains from ``cfg.initial_states`` (numpy, seed ``cfg.seed``),
+      timed (``sample_seconds``, compilation included for JAX).
+    * Trajectory demo (docs/method.md §1): one chain from the origin, ``trajectory_steps``
+      evaluations of step ``trajectory_step_size`` (a multi-level sampler splits them over its
+      levels), every ``trajectory_keep_every``-th state kept, origin first; seed ``cfg.seed + 1``.
+    * A sampler that needs a σ-conditional network: plain Langevin with ``s(x, σ_L)`` from the same
+      initial states, step ``plain_step_size`` (default: ``langevin.step_size``) and as many
+      evaluations as the sampler, seed ``cfg.seed + 2``, for the side-by-side figure.
+
+    Raises:
+        DSMInputError: an unknown sampler, or one that needs a σ-conditional network without one.
+    """
+    cfg.validate()
+    spec = SAMPLERS[name]
+    if spec.conditioning == "sigma" and not backend.conditional:
+        raise DSMInputError(f"model.sampler.name={name} needs a network conditioned on σ (model.objective: ncsn)")
+    settings = cfg.settings(name)
+    n_levels = len(backend.sigmas)
+    nfe = spec.nfe(settings, n_levels)
+    x0 = cfg.initial_states(np.random.default_rng(cfg.seed))
+    t0 = time.perf_counter()
+    samples, _ = backend.sample(name, x0, settings, 0, cfg.seed)
+    seconds = time.perf_counter() - t0
+
+    trajectory = None
+    if cfg.trajectory_steps:
+        origin = np.zeros((1, 2), np.float32)
+        demo, keep = spec.demo(settings, cfg.trajectory_steps, cfg.trajectory_step_size, cfg.trajectory_keep_every, n_levels)
+        _, kept = backend.sample(name, origin, demo, keep, cfg.seed + 1)
+        trajectory = np.concatenate([origin, np.asarray(kept)[:, 0, :]]) if kept is not None else origin
+
+    comparison = None
+    if spec.conditioning == "sigma":
+        plain = SAMPLERS["langevin"].settings(cfg.plain_step_size or cfg.langevin.step_size, nfe)
+        plain_samples, _ = backend.sample("langevin", x0, plain, 0, cfg.seed + 2)
+        comparison = [
+            (f"plain Langevin, s(x, σ_L), {plain.n_steps} steps, ε = {plain.step_size:.3g}", np.asarray(plain_samples)),
+            (spec.describe(settings, n_levels), np.asarray(samples)),
+        ]
+    return Generated(np.asarray(samples), trajectory, comparison, seconds, name, nfe)

@@ -1,0 +1,102 @@
+"""Registries of methods by name: training objectives and samplers, the same names in both frameworks.
+
+A method is one entry here (its name, its typed settings class and what the run around it needs
+to know) plus one function per framework, registered under the same name in
+``torch_dsm/losses.py`` / ``jax_dsm/losses.py`` (objectives) or ``torch_dsm/sampling.py`` /
+``jax_dsm/sampling.py`` (samplers). The YAML chooses by name (``model.objective``,
+``model.sampler.name``) and gives the settings in a section of the same name; nothing else in the
+run changes when a method is added. How to add one: ``docs/methods.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+import numpy as np
+
+from dsm_common.validation import DSMInputError
+
+__all__ = ["Registry", "ObjectiveSpec", "SamplerSpec", "OBJECTIVES", "SAMPLERS"]
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Entries by name, in the order registered; an unknown name is a one-line DSMInputError."""
+
+    def __init__(self, kind: str, option: str):
+        self.kind, self.option = kind, option
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, entry: T) -> T:
+        """Add ``entry`` under ``name``; a name already taken is a ValueError (a programming error)."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered already")
+        self._entries[name] = entry
+        return entry
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (for tests that register a toy method)."""
+        self._entries.pop(name, None)
+
+    def __call__(self, name: str) -> Callable[[T], T]:
+        """Decorator form: ``@REGISTRY("name")`` registers the decorated object."""
+        return lambda entry: self.register(name, entry)
+
+    def __getitem__(self, name: str) -> T:
+        if name not in self._entries:
+            raise DSMInputError(f"{self.option} must be one of {', '.join(self._entries)}, got {name!r}")
+        return self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A training objective.
+
+    Attributes:
+        settings: its settings dataclass (the ``model.<name>`` section).
+        conditioning: what the network is conditioned on: ``none`` or ``sigma``.
+        default_sampler: the sampler a run uses when ``model.sampler.name`` is not given.
+        noise_levels: ``(settings, points or None) → (L,) float64`` levels, largest first.
+    """
+
+    settings: type
+    conditioning: str
+    default_sampler: str
+    noise_levels: Callable[[Any, np.ndarray | None], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A sampler.
+
+    Attributes:
+        settings: its settings dataclass (the ``model.sampler.<name>`` section).
+        conditioning: the networks it can sample: ``any`` (it scores at σ_L, the smallest level)
+            or ``sigma`` (it needs a network conditioned on σ, over all levels).
+        nfe: ``(settings, n_levels) → int``, network evaluations per chain.
+        describe: ``(settings, n_levels) → str``, a label for figures.
+        demo: ``(settings, steps, step_size, keep_every, n_levels) → (settings, keep_every)`` of
+            the one-chain trajectory demo (``steps`` evaluations of step ``step_size``, every
+            ``keep_every``-th state kept where the sampler allows it).
+    """
+
+    settings: type
+    conditioning: str
+    nfe: Callable[[Any, int], int]
+    describe: Callable[[Any, int], str]
+    demo: Callable[[Any, int, float, int, int], tuple[Any, int]]
+
+
+OBJECTIVES: Registry[ObjectiveSpec] = Registry("objective", "model.objective")
+SAMPLERS: Registry[SamplerSpec] = Registry("sampler", "model.sampler.name")
