@@ -139,3 +139,15 @@ def seed_run(tmp_path_factory) -> Path:
 
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="module")
+def jax_full_float32():
+    """Full float32 JAX matmuls for a module of JAX tests: on recent NVIDIA GPUs JAX multiplies
+    float32 matrices in TF32 by default (docs/parity.md), about 1e-3 relative, and the float64
+    numpy references of ``dsm_common.testing`` need full float32. No effect on CPU. (The parity
+    suite sets the same, asserted, for all its tests: ``parity_tests/devices.py``.)"""
+    import jax
+
+    with jax.default_matmul_precision("highest"):
+        yield

@@ -30,12 +30,7 @@ OLD_FAITHFUL = REPO / "dsm_common" / "data" / "old_faithful.csv"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "JAX_DEFAULT_MATMUL_PRECISION": "highest"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _full_float32_matmuls():
-    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (docs/parity.md), about
-    1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
-    with jax.default_matmul_precision("highest"):
-        yield
+pytestmark = pytest.mark.usefixtures("jax_full_float32")  # tests/conftest.py
 
 N_CHAINS, N_STEPS, EPS = 100, 50, 0.01  # the run's sampler: seed config's chains and ε, 50 steps
 TINY = [

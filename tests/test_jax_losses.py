@@ -27,12 +27,7 @@ Z = np.array([[1.0, -1.0], [0.5, 0.0]], np.float32)
 SIGMA = 2.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _full_float32_matmuls():
-    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (docs/parity.md), about
-    1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
-    with jax.default_matmul_precision("highest"):
-        yield
+pytestmark = pytest.mark.usefixtures("jax_full_float32")  # tests/conftest.py
 
 
 def _linear_variables(kernel, bias):

@@ -25,13 +25,7 @@ from jax_dsm.models import ScoreMLP
 from jax_dsm.sampling import annealed_langevin, chunk_length, langevin
 from jax_dsm.weights import to_canonical
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _full_float32_matmuls():
-    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (docs/parity.md), about
-    1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
-    with jax.default_matmul_precision("highest"):
-        yield
+pytestmark = pytest.mark.usefixtures("jax_full_float32")  # tests/conftest.py
 
 
 

@@ -34,12 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(hidden_dims=[32, 32], lr=1e-4)  # small model, larger lr so that epochs visibly differ
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _full_float32_matmuls():
-    """On recent NVIDIA GPUs JAX multiplies float32 matrices in TF32 by default (docs/parity.md), about
-    1e-3 relative; the float64 numpy references here need full float32. No effect on CPU."""
-    with jax.default_matmul_precision("highest"):
-        yield
+pytestmark = pytest.mark.usefixtures("jax_full_float32")  # tests/conftest.py
 
 
 def _leaves(tree):
