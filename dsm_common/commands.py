@@ -174,12 +174,13 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
     check_legacy_options(["--model." + w[2:] if w.startswith("--sampler.") else w for w in argv])
     args = parser.parse_args(argv)
     backend, stored = load(args.weights)
-    tree = {"sampler": SamplerConfig.from_dict(stored.get("sampler") or {}).to_dict()}
+    default = OBJECTIVES[stored_objective(stored)].default_sampler
+    tree = {"sampler": SamplerConfig.from_dict(stored.get("sampler") or {}, default).to_dict()}
     for dotted, _ in options:
         if args.get(dotted) is not None:
             _set(tree, dotted, args.get(dotted))
     cfg = SamplerConfig.from_dict(tree["sampler"]).validate()
-    name = cfg.name or OBJECTIVES[stored_objective(stored)].default_sampler
+    name = cfg.name or default
     dataset = dataset_from_config(stored.get("data") or {}, args.get("data.dataset"))
     out = Path(args.out) if args.out else Path(args.weights).resolve().parent / "sample"
     info = {"epochs": stored.get("epochs"), "weights_from": str(args.weights), "trained_with": stored.get("framework")}

@@ -264,16 +264,17 @@ class SamplerConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SamplerConfig:
+    def from_dict(cls, d: dict[str, Any], default_sampler: str = "langevin") -> SamplerConfig:
         """From ``to_dict``'s form, or the flat form of older weight files (``kind``, ``step_size``,
-        ``n_steps``, ``denoise``, ``keep_every``), translated."""
+        ``n_steps``, ``denoise``, ``keep_every``), translated; their flat step settings belong to
+        the sampler ``kind`` names, or without one to ``default_sampler`` (the objective's)."""
         d = dict(d or {})
         if any(k in d for k in LEGACY_SAMPLER):
             kind = d.pop("kind", None)
             name = {"annealed": "annealed_langevin", "langevin": "langevin"}.get(kind)
             step, n_steps, denoise = d.pop("step_size", None), d.pop("n_steps", None), d.pop("denoise", None)
             d.pop("keep_every", None)
-            section = "annealed_langevin" if name == "annealed_langevin" else "langevin"
+            section = "annealed_langevin" if (name or default_sampler) == "annealed_langevin" else "langevin"
             values = {"step_size": step, ("n_steps_each" if section == "annealed_langevin" else "n_steps"): n_steps}
             if section == "annealed_langevin" and denoise is not None:
                 values["denoise"] = denoise

@@ -136,4 +136,7 @@ def test_older_weight_files_sampler_settings_are_translated():
     assert (a.step_size, a.n_steps_each, a.denoise) == (2e-5, 50, False)
     plain = SamplerConfig.from_dict({"step_size": 0.02, "n_steps": 30, "kind": None})
     assert plain.name is None and (plain.langevin.step_size, plain.langevin.n_steps) == (0.02, 30)
+    # no kind in a multi-level model's file: the settings were annealed Langevin's (its default)
+    multi = SamplerConfig.from_dict({"step_size": 2e-5, "n_steps": 5}, default_sampler="annealed_langevin")
+    assert multi.name is None and (multi.annealed_langevin.step_size, multi.annealed_langevin.n_steps_each) == (2e-5, 5)
     assert SamplerConfig.from_dict(cfg.to_dict()) == cfg
