@@ -67,35 +67,47 @@ def _flatten(tree: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def check_legacy_options(argv: list[str]) -> None:
+def _option_value(argv: list[str], i: int) -> tuple[str, str | None]:
+    """``(option, value)`` of ``argv[i]`` (``--opt=value``, or ``--opt value`` / ``-c value``)."""
+    word = argv[i]
+    if "=" in word:
+        option, value = word.split("=", 1)
+        return option, value
+    following = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else None
+    return word, following
+
+
+def check_legacy_options(argv: list[str], sampler_prefix: str = "model.sampler.") -> None:
     """Refuse, in one line saying what to write instead, an option of the older flat layout
-    (``model.sigma``, ``model.num_scales``, ``model.sampler.step_size``, …) in a ``--config``
-    file or on the command line, before the parser answers it with its whole usage.
+    (``model.sigma``, ``model.num_scales``, ``model.sampler.step_size``, …) on the command line
+    or in a YAML file given to ``--config``/``-c`` or to a section (``--model=FILE``), before the
+    parser answers it with its whole usage. ``sampler_prefix``: how the sampler's options are
+    spelled where the message is read (``sampler.`` for the ``sample`` command).
 
     Raises:
         DSMInputError: the first such option, with the file (or "command line") it is in.
     """
     import yaml
 
+    def refuse(key: str, where: str) -> None:
+        message = legacy_option_message(key, where)
+        if message:
+            raise DSMInputError(message.replace("model.sampler.", sampler_prefix))
+
     for i, word in enumerate(argv):
-        path = None
-        if word == "--config" and i + 1 < len(argv):
-            path = argv[i + 1]
-        elif word.startswith("--config="):
-            path = word.split("=", 1)[1]
-        if path is not None:
+        if not word.startswith("-"):
+            continue
+        option, value = _option_value(argv, i)
+        section = "" if option in ("--config", "-c") else option.lstrip("-")
+        if value and value.endswith((".yaml", ".yml")) and Path(value).is_file():
             try:
-                tree = yaml.safe_load(Path(path).read_text()) or {}
+                tree = yaml.safe_load(Path(value).read_text()) or {}
             except (OSError, yaml.YAMLError):
-                continue  # the parser reports a missing or malformed file itself
+                continue  # the parser reports a malformed file itself
             for key in _flatten(tree):
-                message = legacy_option_message(key, path)
-                if message:
-                    raise DSMInputError(message)
-        elif word.startswith("--"):
-            message = legacy_option_message(word[2:].split("=", 1)[0], "command line")
-            if message:
-                raise DSMInputError(message)
+                refuse(f"{section}.{key}" if section else key, value)
+        elif option.startswith("--"):
+            refuse(option[2:], "command line")
 
 
 def summary_line(m: dict[str, Any]) -> str:
@@ -171,7 +183,7 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
     options = _sampler_options()
     for dotted, kind in options:
         parser.add_argument(f"--{dotted}", type=Optional[kind], default=None, help=f"override the stored {dotted}")
-    check_legacy_options(["--model." + w[2:] if w.startswith("--sampler.") else w for w in argv])
+    check_legacy_options(["--model." + w[2:] if w.startswith("--sampler.") else w for w in argv], "sampler.")
     args = parser.parse_args(argv)
     backend, stored = load(args.weights)
     default = OBJECTIVES[stored_objective(stored)].default_sampler

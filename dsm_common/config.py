@@ -280,9 +280,11 @@ class SamplerConfig:
                 values["denoise"] = denoise
             d[section] = {k: v for k, v in values.items() if v is not None}
             d["name"] = name
+            if section == "annealed_langevin" and d.get("plain_step_size") is None:
+                d["plain_step_size"] = step  # the comparison's ε was the annealed ε then
         known = {f.name for f in fields(cls)}
         out = {k: v for k, v in d.items() if k in known}
-        for name in ("langevin", "annealed_langevin"):
+        for name in SAMPLERS:
             if isinstance(out.get(name), dict):
                 out[name] = SAMPLERS[name].settings(**out[name])
         return cls(**out)
@@ -346,7 +348,8 @@ def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerCo
 
 
 def settings_record(settings: dict[str, Any]) -> dict[str, Any]:
-    """A JSON-able copy of a module's settings: dataclasses as dicts, tuples as lists."""
+    """A JSON-able copy of a module's settings: dataclasses as dicts, tuples as lists, without the
+    ``_``-prefixed entries LightningCLI adds (``_instantiator``, ``_class_path``)."""
     def plain(v):
         if hasattr(v, "__dataclass_fields__"):
             return plain(asdict(v))
@@ -356,7 +359,7 @@ def settings_record(settings: dict[str, Any]) -> dict[str, Any]:
             return [plain(x) for x in v]
         return v
 
-    return {k: plain(v) for k, v in settings.items()}
+    return {k: plain(v) for k, v in settings.items() if not str(k).startswith("_")}  # no CLI plumbing
 
 
 # ----------------------------------------------------------------------------- older configuration files

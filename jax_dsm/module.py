@@ -1,9 +1,9 @@
 """The JAX twin of the ``LightningModule``: ``DSMModule`` (score model, DSM loss, Optax optimiser).
 
-Mirror: ``torch_dsm/module.py`` (the ``DSMModule`` there takes the same arguments). Single scale
-(``num_scales = 1``, the reference recipe, docs/method.md §1): ``s_θ(x)`` trained with
-``dsm_loss`` at noise σ, plain SGD. Multi-scale (``num_scales > 1``, NCSN, docs/method.md §3):
-``s_θ(x, σ)`` trained with ``ncsn_loss`` over a geometric schedule. ``jax_dsm/trainer.py`` runs it.
+Mirror: ``torch_dsm/module.py`` (the ``DSMModule`` there takes the same arguments). ``dsm`` (the
+reference recipe, docs/method.md §1): ``s_θ(x)`` trained with ``dsm_loss`` at noise σ, plain SGD.
+``ncsn`` (docs/method.md §3): ``s_θ(x, σ)`` trained with ``ncsn_loss`` over a geometric schedule.
+The loss is looked up by name in ``jax_dsm.losses.OBJECTIVES``; ``jax_dsm/trainer.py`` runs it.
 """
 
 from __future__ import annotations

@@ -201,3 +201,14 @@ def test_a_toy_sampler_added_to_both_registries_runs_through_the_unchanged_orche
         for registry in (SAMPLERS, ts.SAMPLERS, js.SAMPLERS):
             registry.unregister("toy")
     assert "toy" not in SAMPLERS
+
+
+def test_the_registries_hold_the_same_names_on_both_sides():
+    import jax_dsm.losses as jl
+    import jax_dsm.sampling as js
+    import torch_dsm.losses as tl
+    import torch_dsm.sampling as ts
+    from dsm_common.registry import OBJECTIVES, SAMPLERS
+
+    assert SAMPLERS.names() == ts.SAMPLERS.names() == js.SAMPLERS.names() == ["langevin", "annealed_langevin"]
+    assert OBJECTIVES.names() == tl.OBJECTIVES.names() == jl.OBJECTIVES.names() == ["dsm", "ncsn"]

@@ -139,4 +139,28 @@ def test_older_weight_files_sampler_settings_are_translated():
     # no kind in a multi-level model's file: the settings were annealed Langevin's (its default)
     multi = SamplerConfig.from_dict({"step_size": 2e-5, "n_steps": 5}, default_sampler="annealed_langevin")
     assert multi.name is None and (multi.annealed_langevin.step_size, multi.annealed_langevin.n_steps_each) == (2e-5, 5)
+    assert multi.plain_step_size == 2e-5 and plain.plain_step_size is None  # the comparison's ε was the annealed ε
     assert SamplerConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_older_options_in_section_files_short_flags_and_the_sample_command(tmp_path):
+    import yaml
+
+    from dsm_common.commands import check_legacy_options
+
+    model = tmp_path / "model.yaml"
+    model.write_text(yaml.safe_dump({"num_scales": 20}))
+    with pytest.raises(DSMInputError, match=f"^{model}: model.num_scales is the older layout"):
+        check_legacy_options([f"--model={model}"])
+    sampler = tmp_path / "sampler.yaml"
+    sampler.write_text(yaml.safe_dump({"step_size": 0.1}))
+    with pytest.raises(DSMInputError, match=f"^{sampler}: model.sampler.step_size is the older layout"):
+        check_legacy_options(["--model.sampler", str(sampler)])
+    full = tmp_path / "full.yaml"
+    full.write_text(yaml.safe_dump({"model": {"sigma": 3.0}}))
+    with pytest.raises(DSMInputError, match=f"^{full}: model.sigma is the older layout"):
+        check_legacy_options(["-c", str(full)])
+    # the sample command spells its sampler options --sampler.…
+    with pytest.raises(DSMInputError, match=r"write sampler.langevin.step_size or sampler.annealed_langevin.step_size"):
+        check_legacy_options(["--model.sampler.step_size=0.1"], "sampler.")
+    check_legacy_options(["--config", str(tmp_path / "missing.yaml"), "--model.lr=1e-3", "--trainer.max_epochs", "5"])

@@ -1,9 +1,9 @@
-"""The ``LightningModule``: DSM training of a score MLP, single- or multi-scale.
+"""The ``LightningModule``: training a score MLP with a registered objective (``model.objective``).
 
-Single scale (``num_scales = 1``, the reference recipe, docs/method.md §1): ``s_θ(x)`` trained with
-``dsm_loss`` at noise σ, plain SGD. Multi-scale (``num_scales > 1``, NCSN, docs/method.md §3): ``s_θ(x, σ)``
-trained with ``ncsn_loss`` over a geometric schedule from ``sigma_max`` (default: the largest
-pairwise distance in the training data) to ``sigma_min``.
+``dsm`` (the reference recipe, docs/method.md §1): ``s_θ(x)`` trained with ``dsm_loss`` at noise
+σ, plain SGD. ``ncsn`` (docs/method.md §3): ``s_θ(x, σ)`` trained with ``ncsn_loss`` over a
+geometric schedule from ``sigma_max`` (default: the largest pairwise distance in the training
+data) to ``sigma_min``. The loss is looked up by name in ``torch_dsm.losses.OBJECTIVES``.
 
 Mirror: ``jax_dsm/module.py`` (``DSMModule`` there has the same arguments; ``jax_dsm/trainer.py``
 is the twin of Lightning's ``Trainer``).
