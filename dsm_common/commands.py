@@ -17,16 +17,20 @@ from dsm_common.datasets import Dataset2D, load_dataset
 from dsm_common.finish import DATA_KEYS, finish_run
 from dsm_common.generate import Backend
 from dsm_common.registry import OBJECTIVES
-from dsm_common.validation import DSMInputError
+from dsm_common.validation import DivergedError, DSMInputError
 
 __all__ = ["cli_errors", "check_run_dir", "check_legacy_options", "summary_line", "sample_command",
            "dataset_from_config", "stored_objective", "stored_sigmas"]
 
 
 def cli_errors(prog: str, fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; turn a DSMInputError into one line on stderr and exit status 2."""
+    """Run ``fn``; turn a DSMInputError into one line on stderr and exit status 2, a DivergedError
+    (non-finite loss or samples) into one line and exit status 3."""
     try:
         return fn()
+    except DivergedError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(3) from None
     except DSMInputError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -113,7 +117,7 @@ def check_legacy_options(argv: list[str], sampler_prefix: str = "model.sampler."
 def summary_line(m: dict[str, Any]) -> str:
     """One line of a run's headline metrics, for the terminal."""
     keys = ("final_loss", "mode_weights", "gap_mass", "energy_distance", "energy_distance_reference",
-            "fisher_divergence", "train_seconds", "sample_seconds", "nfe")
+            "fisher_divergence", "train_seconds", "sample_seconds", "nfe", "nonfinite_samples")
     parts = []
     for k in keys:
         v = m.get(k)

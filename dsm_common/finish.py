@@ -16,6 +16,7 @@ import numpy as np
 from dsm_common.config import SamplerConfig
 from dsm_common.datasets import Dataset2D
 from dsm_common.generate import Backend, run_samplers
+from dsm_common.validation import DivergedError
 
 __all__ = ["finish_run", "weights_config", "per_level_noise", "DATA_KEYS"]
 
@@ -76,8 +77,16 @@ def finish_run(run_dir: str | Path, backend: Backend, sampler_name: str, model_s
     target_sigma = float(sigmas[-1])
     label = f"σ_L = {target_sigma:.3g}" if backend.conditional else f"σ = {target_sigma:.3g}"
     info = dict(info, sample_seconds=gen.sample_seconds, sampler=gen.sampler, nfe=gen.nfe)
-    return write_run_outputs(
+    metrics = write_run_outputs(
         run_dir, framework=backend.framework, dataset=dataset, samples=gen.samples, target_sigma=target_sigma,
         noise_label=label, score_fn=backend.score_at(target_sigma), trajectory=gen.trajectory,
         loss_history=loss_history, per_level_loss=per_level, comparison=gen.comparison, info=info,
     )
+    if metrics["nonfinite_samples"]:
+        step = f"model.sampler.{gen.sampler}.step_size"
+        value = getattr(sampler.settings(gen.sampler), "step_size", None)
+        raise DivergedError(
+            f"sampling diverged: {metrics['nonfinite_samples']} of {len(gen.samples)} samples are not finite "
+            f"(metrics count the finite ones); try a smaller {step} (now {value:g}); files in {run_dir}"
+        )
+    return metrics

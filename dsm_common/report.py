@@ -36,6 +36,9 @@ def sample_metrics(
 ) -> dict[str, Any]:
     """Metrics of docs/method.md §5 for ``samples`` (n, 2), training space, against ``p ∗ N(0, σ² I)``.
 
+    Computed on the finite samples only (``n_samples`` of them); ``nonfinite_samples`` counts the
+    chains that diverged (NaN or ±inf), and with none finite every sample metric is None.
+
     Energy distances are in data units, against ``n`` fresh target draws, beside the distance
     between two independent sets of ``n`` target draws. For data with no known law (Old
     Faithful, the scikit-learn sets, files), ``split_half_energy`` compares the samples with
@@ -43,22 +46,29 @@ def sample_metrics(
     moments need a mixture law (else None); the gap mass is defined for the seed mixture only.
     The relative Fisher divergence needs both a mixture law and ``score_fn`` (training space).
     """
+    finite_rows = np.isfinite(samples).all(axis=1)
+    n_bad = int(np.sum(~finite_rows))
+    samples = samples[finite_rows]  # a diverged chain is no sample: every metric counts finite ones only
     n = len(samples)
     data_units = ds.to_data_units(samples)
-    t1 = ds.to_data_units(ds.target_sample(n, target_sigma, rng))
-    t2 = ds.to_data_units(ds.target_sample(n, target_sigma, rng))
     out: dict[str, Any] = {
         "n_samples": int(n),
         "target_sigma": float(target_sigma),
-        "energy_distance": metrics.energy_distance(data_units, t1),
-        "energy_distance_reference": metrics.energy_distance(t2, t1),
+        "energy_distance": None,
+        "energy_distance_reference": None,
         "mode_weights": None,
         "gap_mass": None,
         "per_mode": None,
         "fisher_divergence": None,
-        "nonfinite_samples": int(np.sum(~np.isfinite(samples).all(axis=1))),
+        "nonfinite_samples": n_bad,
         "split_half_energy": None,
     }
+    if n == 0:
+        return out
+    t1 = ds.to_data_units(ds.target_sample(n, target_sigma, rng))
+    t2 = ds.to_data_units(ds.target_sample(n, target_sigma, rng))
+    out["energy_distance"] = metrics.energy_distance(data_units, t1)
+    out["energy_distance_reference"] = metrics.energy_distance(t2, t1)
     if ds.mixture is None and n >= len(ds) // 2 >= 2 and np.isfinite(data_units).all():
         # Data with no known law: samples against random halves of the data (docs/method.md §5), own stream.
         out["split_half_energy"] = metrics.split_half_energy_check(data_units, ds.to_data_units(ds.points))
@@ -156,7 +166,9 @@ def write_run_outputs(
     plots.plot_data(data, noised, noise_label, data_lims, names, run_dir / "data.png")
     finite = samples[np.isfinite(samples).all(axis=1)]
     plots.plot_samples(
-        dataset.to_data_units(finite), target, f"{len(samples)} samples over the target ({noise_label})",
+        dataset.to_data_units(finite), target,
+        f"{len(finite)} samples over the target ({noise_label})" + (f", {len(samples) - len(finite)} diverged"
+                                                                    if len(finite) < len(samples) else ""),
         sample_lims, names, run_dir / "samples.png",
     )
     if trajectory is not None and len(trajectory):

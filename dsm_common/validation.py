@@ -20,11 +20,18 @@ __all__ = [
     "check_points",
     "check_choice",
     "require_randomness",
+    "DivergedError",
+    "diverged_training_message",
 ]
 
 
 class DSMInputError(ValueError):
     """Bad user input: a file, column, value or option that cannot be used."""
+
+
+class DivergedError(RuntimeError):
+    """A run whose training loss or samples are not finite; the message names the likely setting.
+    The command lines print it as one line and exit with status 3."""
 
 
 def check_positive(name: str, value: object) -> float:
@@ -84,6 +91,12 @@ def check_points(points: np.ndarray, source: str) -> np.ndarray:
             f"{source}: row {row}, column {col} holds {float(arr[row, col])!r}; every value must be finite"
         )
     return arr
+
+
+def diverged_training_message(epoch: int, loss: float, lr: float) -> str:
+    """The one line both frameworks print when an epoch's mean training loss is not finite."""
+    return (f"training diverged: the mean loss of epoch {epoch} is {loss}; try a smaller model.lr (now {lr:g}); "
+            "the last checkpoint written before it is kept (--ckpt_path last resumes from it)")
 
 
 def require_randomness(fn: str, rng: object, *drawn: object) -> None:

@@ -23,7 +23,7 @@ from flax.training.train_state import TrainState
 from jax import lax
 from tqdm.auto import tqdm
 
-from dsm_common.validation import DSMInputError, check_positive_int
+from dsm_common.validation import DivergedError, DSMInputError, check_positive_int, diverged_training_message
 from jax_dsm.data import DSMDataModule, epoch_batches
 from jax_dsm.module import DSMModule
 from jax_dsm.sampling import chunk_length
@@ -154,6 +154,10 @@ class Trainer:
                 key, chunk_key = jax.random.split(key)
                 state, losses = self.train_chunk(state, chunk_key, datamodule.points, sigmas, n_epochs)
                 losses = np.asarray(losses)  # waits for the chunk
+                if not np.all(np.isfinite(losses)):  # before saving: the checkpoint on disk stays finite
+                    bad = int(np.argmin(np.isfinite(losses)))
+                    raise DivergedError(diverged_training_message(self.current_epoch + bad + 1, float(losses[bad]),
+                                                                  module.hparams["lr"]))
                 self.loss_history.extend(float(v) for v in losses)
                 self.current_epoch += n_epochs
                 self._save(state, key, module.sigmas)

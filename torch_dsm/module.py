@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from dsm_common.config import DSMSettings, NCSNSettings, SamplerConfig, resolve_methods, settings_record
-from dsm_common.validation import DSMInputError
+from dsm_common.validation import DivergedError, DSMInputError, diverged_training_message
 from torch_dsm.losses import OBJECTIVES
 from torch_dsm.models import ScoreMLP
 
@@ -162,6 +162,10 @@ class DSMModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         mean = (self._epoch_sum / max(self._epoch_steps, 1)).item()
+        if not math.isfinite(mean):
+            # Raised before ModelCheckpoint's epoch-end save (a monitoring callback, called after
+            # the module's hook), so the last checkpoint on disk holds finite weights.
+            raise DivergedError(diverged_training_message(self.current_epoch + 1, mean, self.hparams.lr))
         self.loss_history.append(mean)
         self.log("train_loss", mean, prog_bar=True)
 

@@ -1,0 +1,75 @@
+"""A diverged run never looks good: both command lines, the same answer.
+
+* Sampling that diverges (a Langevin step of 1e10): metrics count the finite samples only (none
+  here, so every sample metric is None, never ``mode_weights=[1, 0]`` and ``gap_mass=0``),
+  ``nonfinite_samples`` says how many diverged, and the run ends with one line naming the step
+  size option and its value, exit status 3. The files are written for diagnosis.
+* Training whose loss is not finite (SGD at lr 1e3): one line naming ``model.lr``, exit status 3,
+  no weights written, and any checkpoint left on disk holds finite weights.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from conftest import run_subprocess, run_torch_cli_inprocess, tiny_fit_args
+
+
+def _run(framework: str, args: list[str]) -> None:
+    if framework == "torch":
+        run_torch_cli_inprocess(args)
+    else:
+        from jax_dsm.cli import main
+
+        main(args)
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ": error: " in ln]
+    assert len(lines) == 1, err[-2000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_diverged_sampling_is_reported_not_graded(framework, tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        _run(framework, tiny_fit_args(run, "--model.sampler.langevin.step_size=1e10", epochs=1))
+    assert exit_.value.code == 3
+    line = _error_line(capsys)
+    assert f"dsm-{framework}: error: sampling diverged:" in line
+    assert "model.sampler.langevin.step_size (now 1e+10)" in line
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["nonfinite_samples"] == m["n_samples"] + m["nonfinite_samples"] > 0 and m["n_samples"] == 0
+    assert m["mode_weights"] is None and m["gap_mass"] is None and m["energy_distance"] is None
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_diverged_training_stops_with_the_learning_rate_named(framework, tmp_path):
+    """In a subprocess, as a user runs it (Lightning's log handlers outlive pytest's captured streams)."""
+    run = tmp_path / "run"
+    proc = run_subprocess([sys.executable, "-m", f"{framework}_dsm.cli", *tiny_fit_args(run, "--model.lr=1000.0", epochs=3)])
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ": error: " in ln]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    line = lines[0]
+    assert f"dsm-{framework}: error: training diverged: the mean loss of epoch" in line
+    assert "model.lr (now 1000)" in line and "--ckpt_path last" in line
+    assert not (run / "weights.safetensors").exists() and not (run / "metrics.json").exists()
+    for ckpt in (run / "checkpoints").glob("last.*"):
+        if ckpt.suffix == ".ckpt":
+            import torch
+
+            state = torch.load(ckpt, weights_only=True)["state_dict"]
+            assert all(np.isfinite(v.numpy()).all() for v in state.values() if hasattr(v, "numpy"))
+        else:
+            from flax import serialization
+
+            leaves = serialization.msgpack_restore(ckpt.read_bytes())["state"]["params"]
+            assert all(np.isfinite(np.asarray(x)).all() for layer in leaves.values() for x in layer.values())
