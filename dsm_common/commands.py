@@ -19,7 +19,7 @@ from dsm_common.generate import Backend
 from dsm_common.registry import OBJECTIVES
 from dsm_common.validation import DivergedError, DSMInputError
 
-__all__ = ["cli_errors", "check_run_dir", "check_legacy_options", "summary_line", "sample_command",
+__all__ = ["cli_errors", "check_run_dir", "check_sample_dir", "check_legacy_options", "summary_line", "sample_command",
            "dataset_from_config", "stored_objective", "stored_sigmas"]
 
 
@@ -36,17 +36,24 @@ def cli_errors(prog: str, fn: Callable[[], Any]) -> Any:
         raise SystemExit(2) from None
 
 
-def check_run_dir(run_dir: str | Path, framework: str) -> Path:
-    """Refuse a run directory that holds another framework's run, so nothing is overwritten.
+def check_run_dir(run_dir: str | Path, framework: str, overwrite: bool = False, resume: bool = False) -> Path:
+    """Refuse a run directory whose finished run would be overwritten unasked.
+
+    A directory holding ``weights.safetensors`` holds a finished run: it is refused unless the
+    user asks to overwrite it (``overwrite``, ``--overwrite=true``) or resumes (``resume``,
+    ``--ckpt_path``); a run of the other framework is refused in every case.
 
     Raises:
-        DSMInputError: ``run_dir/weights.safetensors`` was written by the other framework.
+        DSMInputError: the directory is a file, holds the other framework's run, or holds a
+            finished run and neither ``overwrite`` nor ``resume`` is set.
     """
     import json
 
     from safetensors import safe_open
 
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DSMInputError(f"trainer.default_root_dir {run_dir} is a file, not a folder")
     weights = run_dir / "weights.safetensors"
     if weights.is_file():
         try:
@@ -59,7 +66,28 @@ def check_run_dir(run_dir: str | Path, framework: str) -> Path:
                 f"{run_dir} holds a {owner} run; give this {framework} run its own folder, "
                 f"e.g. --trainer.default_root_dir={run_dir}-{framework}"
             )
+        if not (overwrite or resume):
+            raise DSMInputError(
+                f"{run_dir} holds a finished run (weights.safetensors); pass --overwrite=true to replace it, "
+                "--ckpt_path last to resume it, or choose another --trainer.default_root_dir"
+            )
     return run_dir
+
+
+def check_sample_dir(out: Path, overwrite: bool = False) -> Path:
+    """Refuse a ``sample --out`` folder that holds a training run (its files are never touched) or,
+    unless ``overwrite``, an earlier ``sample`` output (``metrics.json``).
+
+    Raises:
+        DSMInputError: naming the folder and what it holds.
+    """
+    if out.exists() and not out.is_dir():
+        raise DSMInputError(f"--out {out} is a file, not a folder")
+    if (out / "weights.safetensors").is_file() or (out / "checkpoints").is_dir():
+        raise DSMInputError(f"--out {out} holds a training run; sample into another folder (default: WEIGHTS_DIR/sample)")
+    if (out / "metrics.json").is_file() and not overwrite:
+        raise DSMInputError(f"--out {out} holds an earlier sample run (metrics.json); pass --overwrite=true to replace it")
+    return out
 
 
 def _flatten(tree: Any, prefix: str = "") -> list[str]:
@@ -184,6 +212,7 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
     parser.add_argument("--out", type=Optional[str], default=None, help="output folder (default: WEIGHTS_DIR/sample)")
     parser.add_argument("--data.dataset", type=Optional[str], default=None,
                         help="grade against this data set instead of the one stored with the weights")
+    parser.add_argument("--overwrite", type=bool, default=False, help="replace an earlier sample run in --out")
     options = _sampler_options()
     for dotted, kind in options:
         parser.add_argument(f"--{dotted}", type=Optional[kind], default=None, help=f"override the stored {dotted}")
@@ -198,7 +227,7 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
     cfg = SamplerConfig.from_dict(tree["sampler"]).validate()
     name = cfg.name or default
     dataset = dataset_from_config(stored.get("data") or {}, args.get("data.dataset"))
-    out = Path(args.out) if args.out else Path(args.weights).resolve().parent / "sample"
+    out = check_sample_dir(Path(args.out) if args.out else Path(args.weights).resolve().parent / "sample", args.overwrite)
     info = {"epochs": stored.get("epochs"), "weights_from": str(args.weights), "trained_with": stored.get("framework")}
     metrics = finish_run(out, backend, name, stored.get("model") or {}, stored.get("data") or {}, dataset, cfg, info)
     print(f"run directory: {out.resolve()}")

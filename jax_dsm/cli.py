@@ -86,6 +86,7 @@ def fit_parser():
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file (same format as dsm-torch fit)")
     parser.add_argument("--seed_everything", type=Union[bool, int], default=0, help="seed of the training keys")
     parser.add_argument("--ckpt_path", type=Optional[str], default=None, help='"last" or a checkpoint file to resume')
+    parser.add_argument("--overwrite", type=bool, default=False, help="replace a finished run in trainer.default_root_dir")
     parser.add_class_arguments(Trainer, "trainer")
     parser.add_class_arguments(DSMModule, "model")
     parser.add_class_arguments(DSMDataModule, "data")
@@ -100,7 +101,7 @@ def fit_main(argv: list[str]) -> dict:
     init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
     trainer, module, dm = init.trainer, init.model, init.data
     seed = int(cfg.seed_everything) if not isinstance(cfg.seed_everything, bool) else 0
-    run_dir = check_run_dir(trainer.default_root_dir, "jax")
+    run_dir = check_run_dir(trainer.default_root_dir, "jax", cfg.overwrite, cfg.ckpt_path is not None)
     run_dir.mkdir(parents=True, exist_ok=True)
     parser.save(cfg, run_dir / "config.yaml", overwrite=True, skip_validation=True)
 

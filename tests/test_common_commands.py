@@ -1,4 +1,4 @@
-"""A run directory is never shared by the two frameworks (nothing is overwritten)."""
+"""Run directories: never shared by the two frameworks, a finished run never replaced unasked."""
 
 import numpy as np
 import pytest
@@ -17,7 +17,10 @@ def _weights(path, framework):
 def test_empty_or_same_framework_dir_is_accepted(tmp_path):
     assert check_run_dir(tmp_path / "new", "jax") == tmp_path / "new"
     _weights(tmp_path, "jax")
-    assert check_run_dir(tmp_path, "jax") == tmp_path  # re-running a jax run in place is allowed
+    with pytest.raises(DSMInputError, match=r"holds a finished run \(weights.safetensors\); pass --overwrite=true"):
+        check_run_dir(tmp_path, "jax")  # a finished run is never replaced unasked
+    assert check_run_dir(tmp_path, "jax", overwrite=True) == tmp_path
+    assert check_run_dir(tmp_path, "jax", resume=True) == tmp_path
 
 
 @pytest.mark.parametrize("owner, other", [("torch", "jax"), ("jax", "torch")])

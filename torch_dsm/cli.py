@@ -75,12 +75,13 @@ class DSMLightningCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.set_defaults({f"data.{k}": v for k, v in data_defaults().items()})
+        parser.add_argument("--overwrite", type=bool, default=False, help="replace a finished run in trainer.default_root_dir")
 
     def before_fit(self) -> None:
-        check_run_dir(self.trainer.default_root_dir, "torch")
+        ckpt = self.config.fit.get("ckpt_path")
+        check_run_dir(self.trainer.default_root_dir, "torch", bool(self.config.fit.get("overwrite")), ckpt is not None)
         # Lightning only warns and trains from scratch when "last" finds nothing; say so instead
         # (the JAX twin's Trainer.fit does the same).
-        ckpt = self.config.fit.get("ckpt_path")
         if ckpt == "last":
             # Where ModelCheckpoint writes: its own dirpath if one was given, else default_root_dir/checkpoints.
             dirs = [cb.dirpath for cb in self.trainer.checkpoint_callbacks if cb.dirpath]

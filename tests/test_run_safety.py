@@ -1,4 +1,4 @@
-"""A diverged run never looks good: both command lines, the same answer.
+"""Runs a user can trust, on both command lines alike.
 
 * Sampling that diverges (a Langevin step of 1e10): metrics count the finite samples only (none
   here, so every sample metric is None, never ``mode_weights=[1, 0]`` and ``gap_mass=0``),
@@ -6,6 +6,7 @@
   size option and its value, exit status 3. The files are written for diagnosis.
 * Training whose loss is not finite (SGD at lr 1e3): one line naming ``model.lr``, exit status 3,
   no weights written, and any checkpoint left on disk holds finite weights.
+* A finished run is never overwritten unasked, and ``sample`` never writes into a training run.
 """
 
 from __future__ import annotations
@@ -73,3 +74,34 @@ def test_diverged_training_stops_with_the_learning_rate_named(framework, tmp_pat
 
             leaves = serialization.msgpack_restore(ckpt.read_bytes())["state"]["params"]
             assert all(np.isfinite(np.asarray(x)).all() for layer in leaves.values() for x in layer.values())
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_a_finished_run_is_not_overwritten_unasked(framework, tmp_path, capsys):
+    """Re-running into a finished run's folder: one line, exit 2, every file as it was; with
+    --overwrite=true it runs. ``sample --out`` never writes into a training run, nor over an
+    earlier sample run unasked."""
+    run = tmp_path / "run"
+    _run(framework, tiny_fit_args(run, epochs=1))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        _run(framework, tiny_fit_args(run, epochs=2))
+    assert exit_.value.code == 2
+    assert "holds a finished run (weights.safetensors); pass --overwrite=true" in _error_line(capsys)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    weights = str(run / "weights.safetensors")
+    for out, fragment in ((run, "holds a training run"), (run / "checkpoints" / "..", "holds a training run")):
+        with pytest.raises(SystemExit) as exit_:
+            _run(framework, ["sample", "--weights", weights, "--out", str(out), "--sampler.n_chains=5"])
+        assert exit_.value.code == 2 and fragment in _error_line(capsys)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    sample = ["sample", "--weights", weights, "--out", str(tmp_path / "s"), "--sampler.n_chains=5",
+              "--sampler.langevin.n_steps=5", "--sampler.trajectory_steps=0"]
+    _run(framework, sample)
+    with pytest.raises(SystemExit) as exit_:
+        _run(framework, sample)
+    assert exit_.value.code == 2 and "holds an earlier sample run" in _error_line(capsys)
+    _run(framework, [*sample, "--overwrite=true"])
+    _run(framework, [*tiny_fit_args(run, epochs=2), "--overwrite=true"])
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
