@@ -207,7 +207,8 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
     """
     from jsonargparse import ArgumentParser
 
-    parser = ArgumentParser(prog=f"{prog} sample", description="Sample from saved weights (either framework).")
+    parser = ArgumentParser(prog=f"{prog} sample", description="Sample from saved weights (either framework).",
+                            allow_abbrev=False)
     parser.add_argument("--weights", type=str, required=True, help="a weights.safetensors file (either framework)")
     parser.add_argument("--out", type=Optional[str], default=None, help="output folder (default: WEIGHTS_DIR/sample)")
     parser.add_argument("--data.dataset", type=Optional[str], default=None,

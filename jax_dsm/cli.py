@@ -82,7 +82,7 @@ def fit_parser():
     """The ``dsm-jax fit`` parser: the keys of LightningCLI's YAML that both sides share."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog=f"{PROG} fit", description="Train a score model with JAX/Flax/Optax.")
+    parser = ArgumentParser(prog=f"{PROG} fit", description="Train a score model with JAX/Flax/Optax.", allow_abbrev=False)
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file (same format as dsm-torch fit)")
     parser.add_argument("--seed_everything", type=Union[bool, int], default=0, help="seed of the training keys")
     parser.add_argument("--ckpt_path", type=Optional[str], default=None, help='"last" or a checkpoint file to resume')

@@ -105,3 +105,20 @@ def test_a_finished_run_is_not_overwritten_unasked(framework, tmp_path, capsys):
     _run(framework, [*sample, "--overwrite=true"])
     _run(framework, [*tiny_fit_args(run, epochs=2), "--overwrite=true"])
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_abbreviated_options_are_refused(framework, tmp_path):
+    """``--trainer.max_epoch=5`` is not taken for ``--trainer.max_epochs``: nothing runs."""
+    proc = run_subprocess([sys.executable, "-m", f"{framework}_dsm.cli",
+                           *tiny_fit_args(tmp_path / "run", "--trainer.max_epoch=5", epochs=1)])
+    assert proc.returncode == 2 and "unrecognized arguments: --trainer.max_epoch=5" in proc.stderr
+    assert not (tmp_path / "run" / "weights.safetensors").exists()
+
+
+def test_torch_offers_fit_and_names_sample():
+    proc = run_subprocess([sys.executable, "-m", "torch_dsm.cli", "--help"])
+    assert proc.returncode == 0 and "fit" in proc.stdout and "dsm-torch sample --weights" in proc.stdout
+    assert "validate" not in proc.stdout and "predict" not in proc.stdout
+    proc = run_subprocess([sys.executable, "-m", "torch_dsm.cli", "validate"])
+    assert proc.returncode == 2 and "invalid choice: 'validate'" in proc.stderr and "Traceback" not in proc.stderr

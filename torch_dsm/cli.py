@@ -70,8 +70,19 @@ class TorchBackend:
         save_weights(path, self.model, config)
 
 
+SAMPLE_EPILOG = ("other command: dsm-torch sample --weights FILE [--out DIR] [--sampler.…]: sample from saved "
+                 "weights of either framework (dsm-torch sample --help)")
+
+
 class DSMLightningCLI(LightningCLI):
-    """LightningCLI that checkpoints into ``default_root_dir/checkpoints`` and reports after fit."""
+    """LightningCLI that checkpoints into ``default_root_dir/checkpoints`` and reports after fit.
+
+    Only ``fit`` is offered (with ``sample`` beside it, ``main``): the project has no validation,
+    test or prediction loops for LightningCLI's other subcommands to run."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.set_defaults({f"data.{k}": v for k, v in data_defaults().items()})
@@ -137,7 +148,7 @@ def _make_cli(args=None) -> DSMLightningCLI:
         args=args,
         trainer_defaults=trainer_defaults(),
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": PROG},
+        parser_kwargs={"prog": PROG, "allow_abbrev": False, "epilog": SAMPLE_EPILOG},
     )
 
 
