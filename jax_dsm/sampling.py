@@ -71,6 +71,12 @@ def _as_partial(fn: Callable) -> Partial:
     return fn if isinstance(fn, Partial) else Partial(fn)
 
 
+def _start(name: str, score_fn: Callable, x0, rng, noise) -> tuple[Partial, jnp.ndarray]:
+    """A sampler's checks and inputs: randomness given, the score as a ``Partial``, x₀ as an array."""
+    require_randomness(name, rng, noise)
+    return _as_partial(score_fn), jnp.asarray(x0)
+
+
 def _run_chunks(score_fn, x, step, n_steps, keep_every, bar, key, noise, start):
     """Steps ``start`` … ``start + n_steps − 1`` of a run, in equal compiled chunks when ``bar`` is on."""
     chunk = chunk_length(n_steps, keep_every, 20) if not bar.disable else n_steps
@@ -120,9 +126,7 @@ def langevin(
     Raises:
         ValueError: neither ``noise`` nor ``rng``.
     """
-    require_randomness("langevin", rng, noise)
-    score_fn = _as_partial(score_fn)
-    x = jnp.asarray(x0)
+    score_fn, x = _start("langevin", score_fn, x0, rng, noise)
     step = jnp.asarray(step_size, x.dtype)
     # keep_every not dividing n_steps: keep over the largest multiple of keep_every, then run the
     # remaining steps without keeping (the torch sampler's result).
@@ -179,9 +183,7 @@ def annealed_langevin(
     Raises:
         ValueError: neither ``noise`` nor ``rng``.
     """
-    require_randomness("annealed_langevin", rng, noise)
-    score_fn = _as_partial(score_fn)
-    x = jnp.asarray(x0)
+    score_fn, x = _start("annealed_langevin", score_fn, x0, rng, noise)
     sig = jnp.asarray(sigmas, x.dtype)
     keys = None if noise is not None else jax.random.split(rng, sig.shape[0])
     kept = []
