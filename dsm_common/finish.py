@@ -83,10 +83,12 @@ def finish_run(run_dir: str | Path, backend: Backend, sampler_name: str, model_s
         loss_history=loss_history, per_level_loss=per_level, comparison=gen.comparison, info=info,
     )
     if metrics["nonfinite_samples"]:
-        step = f"model.sampler.{gen.sampler}.step_size"
         value = getattr(sampler.settings(gen.sampler), "step_size", None)
+        now = "" if value is None else f" (now {value:g})"
+        weights = info.get("weights_from") or Path(run_dir) / "weights.safetensors"
         raise DivergedError(
             f"sampling diverged: {metrics['nonfinite_samples']} of {len(gen.samples)} samples are not finite "
-            f"(metrics count the finite ones); try a smaller {step} (now {value:g}); files in {run_dir}"
+            f"(metrics count the finite ones); try a smaller model.sampler.{gen.sampler}.step_size{now}: "
+            f"sample --weights {weights} --sampler.{gen.sampler}.step_size=… reuses the trained weights"
         )
     return metrics
