@@ -38,6 +38,7 @@ __all__ = [
     "check_model_options",
     "MethodChoice",
     "resolve_methods",
+    "check_hidden_dims",
     "settings_record",
     "legacy_option_message",
 ]
@@ -313,6 +314,15 @@ class MethodChoice:
     def noise_levels(self, points: np.ndarray | None = None) -> np.ndarray:
         """(L,) float64, largest first (σ₁ from ``points`` when the settings leave it to the data)."""
         return self.spec.noise_levels(self.settings, points)
+
+
+def check_hidden_dims(hidden_dims) -> list[int]:
+    """``model.hidden_dims`` as a list of widths ≥ 1 (empty: a linear score); raise DSMInputError
+    naming the value otherwise."""
+    dims = list(hidden_dims)
+    if any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in dims):
+        raise DSMInputError(f"model.hidden_dims must be positive integers, got {dims!r}")
+    return [int(h) for h in dims]
 
 
 def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerConfig | None, lr: float,

@@ -16,7 +16,14 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from dsm_common.config import DSMSettings, NCSNSettings, SamplerConfig, resolve_methods, settings_record
+from dsm_common.config import (
+    DSMSettings,
+    NCSNSettings,
+    SamplerConfig,
+    check_hidden_dims,
+    resolve_methods,
+    settings_record,
+)
 from dsm_common.datasets import Dataset2D
 from jax_dsm.losses import OBJECTIVES
 from jax_dsm.models import ScoreMLP
@@ -62,6 +69,7 @@ class DSMModule:
         lr_schedule: Literal["constant", "cosine"] = "constant",
         init: Literal["native", "flax", "torch"] = "native",
     ):
+        hidden_dims = check_hidden_dims(hidden_dims)
         self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn}, sampler, lr, optimizer, reduction,
                                        lr_schedule, init)
         self.hparams = dict(hidden_dims=list(hidden_dims), objective=objective, dsm=dsm, ncsn=ncsn,

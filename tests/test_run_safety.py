@@ -122,3 +122,17 @@ def test_torch_offers_fit_and_names_sample():
     assert "validate" not in proc.stdout and "predict" not in proc.stdout
     proc = run_subprocess([sys.executable, "-m", "torch_dsm.cli", "validate"])
     assert proc.returncode == 2 and "invalid choice: 'validate'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("option, message", [
+    ("--trainer.max_epochs=0", "trainer.max_epochs must be a positive integer, got 0"),
+    ("--trainer.max_epochs=-1", "trainer.max_epochs must be a positive integer, got -1"),
+    ("--model.hidden_dims=[0]", "model.hidden_dims must be positive integers, got [0]"),
+])
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_epochs_and_widths_are_checked_the_same_way_before_training(framework, option, message, tmp_path):
+    """Lightning would train forever (−1) or write an untrained model (0): both sides refuse."""
+    proc = run_subprocess([sys.executable, "-m", f"{framework}_dsm.cli", *tiny_fit_args(tmp_path / "run", epochs=1), option])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"dsm-{framework}: error: {message}"
+    assert not (tmp_path / "run" / "weights.safetensors").exists()

@@ -22,7 +22,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from dsm_common.commands import check_legacy_options, check_run_dir, cli_errors, sample_command, stored_sigmas, summary_line
 from dsm_common.finish import finish_run
-from dsm_common.validation import DSMInputError
+from dsm_common.validation import DSMInputError, check_positive_int
 from torch_dsm.data import DSMDataModule
 from torch_dsm.losses import per_level_loss
 from torch_dsm.models import ScoreMLP
@@ -89,6 +89,8 @@ class DSMLightningCLI(LightningCLI):
         parser.add_argument("--overwrite", type=bool, default=False, help="replace a finished run in trainer.default_root_dir")
 
     def before_fit(self) -> None:
+        # Lightning reads -1 as "forever" and 0 as "no training"; both sides take epochs ≥ 1.
+        check_positive_int("trainer.max_epochs", self.trainer.max_epochs)
         ckpt = self.config.fit.get("ckpt_path")
         check_run_dir(self.trainer.default_root_dir, "torch", bool(self.config.fit.get("overwrite")), ckpt is not None)
         # Lightning only warns and trains from scratch when "last" finds nothing; say so instead

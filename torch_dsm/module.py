@@ -19,7 +19,14 @@ import lightning as L
 import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
-from dsm_common.config import DSMSettings, NCSNSettings, SamplerConfig, resolve_methods, settings_record
+from dsm_common.config import (
+    DSMSettings,
+    NCSNSettings,
+    SamplerConfig,
+    check_hidden_dims,
+    resolve_methods,
+    settings_record,
+)
 from dsm_common.validation import DivergedError, DSMInputError, diverged_training_message
 from torch_dsm.losses import OBJECTIVES
 from torch_dsm.models import ScoreMLP
@@ -79,6 +86,7 @@ class DSMModule(L.LightningModule):
         init: Literal["native", "flax", "torch"] = "native",
     ):
         super().__init__()
+        hidden_dims = check_hidden_dims(hidden_dims)
         self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn}, sampler, lr, optimizer, reduction,
                                        lr_schedule, init)
         self.sampler = self.methods.sampler
