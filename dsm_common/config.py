@@ -345,6 +345,10 @@ def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerCo
     check_choice("model.lr_schedule", lr_schedule, ("constant", "cosine"))
     check_choice("model.init", init, INIT_LAWS)
     spec = OBJECTIVES[objective]
+    for name, given in sections.items():  # every section given is checked, not only the chosen one
+        if given is not None:
+            entry = OBJECTIVES[name]
+            (entry.settings(**given) if isinstance(given, dict) else given).validate()
     settings = sections.get(objective)
     if isinstance(settings, dict):
         settings = spec.settings(**settings)

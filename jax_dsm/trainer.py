@@ -111,7 +111,8 @@ class Trainer:
     def _restore(self, ckpt_path: str, state: TrainState) -> tuple[TrainState, jax.Array, np.ndarray]:
         path = self.checkpoint_path if ckpt_path == "last" else Path(ckpt_path)
         if not path.is_file():
-            raise DSMInputError(f"checkpoint not found: {path}")
+            hint = " (nothing to resume; drop --ckpt_path to start afresh)" if ckpt_path == "last" else ""
+            raise DSMInputError(f"checkpoint not found: {path}{hint}")  # the torch side's words
         try:
             payload = serialization.msgpack_restore(path.read_bytes())
             state = serialization.from_state_dict(state, payload["state"])

@@ -164,3 +164,10 @@ def test_older_options_in_section_files_short_flags_and_the_sample_command(tmp_p
     with pytest.raises(DSMInputError, match=r"write sampler.langevin.step_size or sampler.annealed_langevin.step_size"):
         check_legacy_options(["--model.sampler.step_size=0.1"], "sampler.")
     check_legacy_options(["--config", str(tmp_path / "missing.yaml"), "--model.lr=1e-3", "--trainer.max_epochs", "5"])
+
+
+def test_a_settings_section_of_an_objective_not_chosen_is_still_checked():
+    from dsm_common.config import resolve_methods
+
+    with pytest.raises(DSMInputError, match=r"^model.ncsn.num_scales must be a positive integer, got 0$"):
+        resolve_methods("dsm", {"dsm": None, "ncsn": {"num_scales": 0}}, None, 1e-5, "sgd", "sum", "constant", "native")

@@ -127,7 +127,7 @@ def test_resume_with_default_chunking_is_exact(tmp_path, monkeypatch):
 
 def test_resume_from_missing_checkpoint_is_an_input_error(tmp_path):
     trainer = Trainer(max_epochs=2, default_root_dir=str(tmp_path), enable_progress_bar=False)
-    with pytest.raises(DSMInputError, match="checkpoint not found"):
+    with pytest.raises(DSMInputError, match=r"checkpoint not found: .*last.msgpack \(nothing to resume; drop --ckpt_path"):
         trainer.fit(DSMModule(**SMALL), DSMDataModule("seed_mixture"), ckpt_path="last")
 
 
