@@ -46,6 +46,10 @@ class DSMDataModule:
         n_points: size of the generated sets (default: 300 for the seed mixture, 1000 otherwise).
         columns: two CSV columns, by name or 0-based index.
         standardize: standardise each axis (default: on for ``old_faithful`` and files).
+        header: whether a CSV file's first non-blank row is a header: ``auto`` (if a cell is
+            neither a number nor a missing value), ``true`` or ``false``.
+        drop_missing: drop CSV rows with a missing value (empty, NA, NaN, …) in a chosen
+            column, instead of refusing the file; the count is ``data.dropped_rows``.
         seed: seed of the numpy Generator that draws generated sets.
         shuffle: reshuffle every epoch.
 
@@ -60,12 +64,15 @@ class DSMDataModule:
         n_points: Optional[int] = None,
         columns: Optional[list[Union[str, int]]] = None,
         standardize: Optional[bool] = None,
+        header: Union[bool, str] = "auto",
+        drop_missing: bool = False,
         seed: int = 0,
         shuffle: bool = True,
     ):
         self.hparams = dict(dataset=dataset, batch_size=batch_size, n_points=n_points, columns=columns,
-                            standardize=standardize, seed=seed, shuffle=shuffle)
-        self.data = load_dataset(dataset, n_points, seed, columns, standardize)
+                            standardize=standardize, header=header, drop_missing=drop_missing, seed=seed,
+                            shuffle=shuffle)
+        self.data = load_dataset(dataset, n_points, seed, columns, standardize, header, drop_missing)
         self.batch_size = check_batch_size(self.data, batch_size)
         self.points = jnp.asarray(self.data.points)  # (N, 2) float32, training space
 

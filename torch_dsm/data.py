@@ -35,6 +35,10 @@ class DSMDataModule(L.LightningDataModule):
         n_points: size of the generated sets (default: 300 for the seed mixture, 1000 otherwise).
         columns: two CSV columns, by name or 0-based index.
         standardize: standardise each axis (default: on for ``old_faithful`` and files).
+        header: whether a CSV file's first non-blank row is a header: ``auto`` (if a cell is
+            neither a number nor a missing value), ``true`` or ``false``.
+        drop_missing: drop CSV rows with a missing value (empty, NA, NaN, …) in a chosen
+            column, instead of refusing the file; the count is ``data.dropped_rows``.
         seed: seed of the numpy Generator that draws generated sets.
         shuffle: reshuffle every epoch.
         batches_per_step: mini-batches per Lightning step (1: the usual one; see module doc).
@@ -50,13 +54,15 @@ class DSMDataModule(L.LightningDataModule):
         n_points: Optional[int] = None,
         columns: Optional[list[Union[str, int]]] = None,
         standardize: Optional[bool] = None,
+        header: Union[bool, str] = "auto",
+        drop_missing: bool = False,
         seed: int = 0,
         shuffle: bool = True,
         batches_per_step: int = 1,
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.data = load_dataset(dataset, n_points, seed, columns, standardize)
+        self.data = load_dataset(dataset, n_points, seed, columns, standardize, header, drop_missing)
         self.batch_size = check_batch_size(self.data, batch_size)
         self.batches_per_step = check_positive_int("data.batches_per_step", batches_per_step)
         self.points = torch.from_numpy(self.data.points)  # (N, 2) float32, training space
