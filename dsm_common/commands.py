@@ -14,20 +14,33 @@ import numpy as np
 
 from dsm_common.config import SamplerConfig, legacy_option_message
 from dsm_common.datasets import Dataset2D, load_dataset
+from dsm_common.files import check_writable, clear_run_files, read_status, write_status
 from dsm_common.finish import DATA_KEYS, finish_run
 from dsm_common.generate import Backend
 from dsm_common.registry import OBJECTIVES
+from dsm_common.transform import check_transform, fingerprint, in_training_space, ungraded_dataset
 from dsm_common.validation import DivergedError, DSMInputError
 
-__all__ = ["cli_errors", "check_run_dir", "check_sample_dir", "check_legacy_options", "summary_line", "sample_command",
-           "dataset_from_config", "stored_objective", "stored_sigmas"]
+__all__ = ["FIT_INTERRUPTED", "SAMPLE_INTERRUPTED", "cli_errors", "check_run_dir",
+           "check_sample_dir", "check_legacy_options", "summary_line", "sample_command",
+           "dataset_from_config", "grading_dataset", "OneLineErrors", "one_line_parser",
+           "parser_error_line", "stored_objective", "stored_sigmas"]
 
 
-def cli_errors(prog: str, fn: Callable[[], Any]) -> Any:
+FIT_INTERRUPTED = ("the run folder is marked unfinished (status.json); the same command with --ckpt_path last "
+                   "resumes it from its last checkpoint")
+SAMPLE_INTERRUPTED = "the output folder is marked unfinished (status.json); the same command with --overwrite=true redoes it"
+
+
+def cli_errors(prog: str, fn: Callable[[], Any], interrupted: str = "") -> Any:
     """Run ``fn``; turn a DSMInputError into one line on stderr and exit status 2, a DivergedError
-    (non-finite loss or samples) into one line and exit status 3."""
+    (non-finite loss or samples) into one line and exit status 3, and Ctrl-C (KeyboardInterrupt)
+    into one line, ``interrupted`` saying how to go on, and exit status 130 (the shell's 128 + SIGINT)."""
     try:
         return fn()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
+        raise SystemExit(130) from None
     except DivergedError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(3) from None
@@ -36,41 +49,69 @@ def cli_errors(prog: str, fn: Callable[[], Any]) -> Any:
         raise SystemExit(2) from None
 
 
-def check_run_dir(run_dir: str | Path, framework: str, overwrite: bool = False, resume: bool = False) -> Path:
-    """Refuse a run directory whose finished run would be overwritten unasked.
-
-    A directory holding ``weights.safetensors`` holds a finished run: it is refused unless the
-    user asks to overwrite it (``overwrite``, ``--overwrite=true``) or resumes (``resume``,
-    ``--ckpt_path``); a run of the other framework is refused in every case.
-
-    Raises:
-        DSMInputError: the directory is a file, holds the other framework's run, or holds a
-            finished run and neither ``overwrite`` nor ``resume`` is set.
-    """
+def _owner(run_dir: Path) -> Optional[str]:
+    """The framework of the run in ``run_dir`` (its status file, else its weights' metadata)."""
     import json
 
     from safetensors import safe_open
 
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise DSMInputError(f"trainer.default_root_dir {run_dir} is a file, not a folder")
+    status = read_status(run_dir) or {}
+    if status.get("framework"):
+        return status["framework"]
     weights = run_dir / "weights.safetensors"
     if weights.is_file():
         try:
             with safe_open(str(weights), framework="numpy") as fh:
-                owner = json.loads((fh.metadata() or {}).get("dsm_config", "{}")).get("framework")
+                return json.loads((fh.metadata() or {}).get("dsm_config", "{}")).get("framework")
         except Exception:
-            owner = None
-        if owner and owner != framework:
-            raise DSMInputError(
-                f"{run_dir} holds a {owner} run; give this {framework} run its own folder, "
-                f"e.g. --trainer.default_root_dir={run_dir}-{framework}"
-            )
-        if not (overwrite or resume):
+            return None
+    return None
+
+
+def check_run_dir(run_dir: str | Path, framework: str, overwrite: bool = False, resume: bool = False) -> Path:
+    """Refuse a run directory whose run would be overwritten unasked; clear it when asked to.
+
+    A directory holds a run when it has a ``status.json`` (``dsm_common.files``), a
+    ``weights.safetensors`` (runs written before the status file) or a last checkpoint. A finished
+    run (status ``complete``) or an interrupted one (any other status: its checkpoint is work
+    worth keeping) is refused unless the user resumes it (``resume``, ``--ckpt_path``) or asks to
+    replace it (``overwrite``, ``--overwrite=true``), which removes the old run's own files
+    (``dsm_common.files.clear_run_files``: weights, samples, metrics, figures, status, checkpoints)
+    so nothing of it is left beside the new run. A run of the other framework is refused in every
+    case. The folder must be writable.
+
+    Raises:
+        DSMInputError: the directory is a file or cannot be written to, holds the other framework's
+            run, or holds a run and neither ``overwrite`` nor ``resume`` is set.
+    """
+    run_dir = check_writable(run_dir, "trainer.default_root_dir")
+    status = read_status(run_dir)
+    checkpoints = [p for p in (run_dir / "checkpoints").glob("last*") if p.suffix in (".ckpt", ".msgpack")]
+    holds_run = status is not None or (run_dir / "weights.safetensors").is_file() or bool(checkpoints)
+    if not holds_run:
+        return run_dir
+    owner = _owner(run_dir)
+    if owner and owner != framework:
+        raise DSMInputError(
+            f"{run_dir} holds a {owner} run; give this {framework} run its own folder, "
+            f"e.g. --trainer.default_root_dir={run_dir}-{framework}"
+        )
+    if resume:
+        return run_dir
+    if not overwrite:
+        state = (status or {}).get("status", "complete" if (run_dir / "weights.safetensors").is_file() else "interrupted")
+        if state == "complete":
             raise DSMInputError(
                 f"{run_dir} holds a finished run (weights.safetensors); pass --overwrite=true to replace it, "
                 "--ckpt_path last to resume it, or choose another --trainer.default_root_dir"
             )
+        phase = (status or {}).get("phase")
+        raise DSMInputError(
+            f"{run_dir} holds an unfinished run ({state}{', ' + phase if phase else ''}); pass --ckpt_path last to "
+            "resume it from its last checkpoint, --overwrite=true to replace it, or choose another "
+            "--trainer.default_root_dir"
+        )
+    clear_run_files(run_dir)
     return run_dir
 
 
@@ -83,9 +124,10 @@ def check_sample_dir(out: Path, overwrite: bool = False) -> Path:
     """
     if out.exists() and not out.is_dir():
         raise DSMInputError(f"--out {out} is a file, not a folder")
-    if (out / "weights.safetensors").is_file() or (out / "checkpoints").is_dir():
+    if (out / "weights.safetensors").is_file() or (out / "checkpoints").is_dir() or \
+            (read_status(out) or {}).get("command", "sample") != "sample":
         raise DSMInputError(f"--out {out} holds a training run; sample into another folder (default: WEIGHTS_DIR/sample)")
-    if (out / "metrics.json").is_file() and not overwrite:
+    if ((out / "metrics.json").is_file() or read_status(out) is not None) and not overwrite:
         raise DSMInputError(f"--out {out} holds an earlier sample run (metrics.json); pass --overwrite=true to replace it")
     return out
 
@@ -165,6 +207,37 @@ def dataset_from_config(data: dict[str, Any], override: Optional[str] = None) ->
     return load_dataset(**kw)
 
 
+def grading_dataset(stored: dict[str, Any], override: Optional[str], source: str) -> tuple[Dataset2D, Optional[str]]:
+    """The data ``sample`` grades against, and why not when it cannot: ``(dataset, note)``.
+
+    A weight file carries its training space (``data_transform``), so samples are always mapped
+    to data units with it. They are graded against the training data only when the data can be
+    reloaded and are unchanged (same points, same transform: ``points_sha256``); against
+    ``override`` (``--data.dataset``) re-expressed in the model's training space; otherwise not at
+    all, with ``note`` saying why. Files of the older layout (no ``data_transform``) reload the data
+    as they always did.
+
+    Raises:
+        DSMInputError: a malformed ``data_transform``; for older files, data that cannot be reloaded.
+    """
+    transform = stored.get("data_transform")
+    data = stored.get("data") or {}
+    if transform is None:
+        return dataset_from_config(data, override), None
+    transform = check_transform(transform, source)
+    try:
+        ds = dataset_from_config(data, override)
+    except DSMInputError as err:
+        return ungraded_dataset(transform), f"samples not graded: the training data cannot be read ({err})"
+    if override:
+        return in_training_space(ds, transform["shift"], transform["scale"]), None
+    if fingerprint(ds) != transform.get("points_sha256"):
+        return ungraded_dataset(transform), (
+            f"samples not graded: {ds.name} is not the data the weights were trained on (its points changed); "
+            "--data.dataset=FILE grades against another file")
+    return ds, None
+
+
 def stored_objective(stored: dict[str, Any]) -> str:
     """The objective of a weight file: its ``model.objective``, or (files of the older flat layout)
     ``ncsn`` for several noise levels and ``dsm`` for one."""
@@ -205,10 +278,7 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
     Sampler settings not given on the command line come from the ones stored with the weights
     (translated when the file has the older flat layout).
     """
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(prog=f"{prog} sample", description="Sample from saved weights (either framework).",
-                            allow_abbrev=False)
+    parser = one_line_parser()(prog=f"{prog} sample", description="Sample from saved weights (either framework).")
     parser.add_argument("--weights", type=str, required=True, help="a weights.safetensors file (either framework)")
     parser.add_argument("--out", type=Optional[str], default=None, help="output folder (default: WEIGHTS_DIR/sample)")
     parser.add_argument("--data.dataset", type=Optional[str], default=None,
@@ -227,9 +297,14 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
             _set(tree, dotted, args.get(dotted))
     cfg = SamplerConfig.from_dict(tree["sampler"]).validate()
     name = cfg.name or default
-    dataset = dataset_from_config(stored.get("data") or {}, args.get("data.dataset"))
+    dataset, note = grading_dataset(stored, args.get("data.dataset"), args.weights)
     out = check_sample_dir(Path(args.out) if args.out else Path(args.weights).resolve().parent / "sample", args.overwrite)
-    info = {"epochs": stored.get("epochs"), "weights_from": str(args.weights), "trained_with": stored.get("framework")}
+    check_writable(out, "--out")
+    if note:
+        print(f"{prog}: note: {note}", file=sys.stderr)
+    write_status(out, "running", "sampling", framework=backend.framework, command="sample")
+    info = {"epochs": stored.get("epochs"), "weights_from": str(args.weights), "trained_with": stored.get("framework"),
+            "graded": note is None, "grading_note": note}
     metrics = finish_run(out, backend, name, stored.get("model") or {}, stored.get("data") or {}, dataset, cfg, info)
     print(f"run directory: {out.resolve()}")
     print(summary_line(metrics))
@@ -239,3 +314,65 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
 def stored_sigmas(stored: dict[str, Any]) -> np.ndarray:
     """(L,) float64 noise levels of a weight file (older single-level files: ``model.sigma``)."""
     return np.asarray(stored.get("sigmas") or [(stored.get("model") or {}).get("sigma", 3.0)], dtype=np.float64)
+
+
+_TYPE_WORDS = {"float": "a finite number", "int": "an integer", "bool": "true or false", "str": "a string"}
+
+
+def parser_error_line(message: str) -> str:
+    """jsonargparse's (often many-line) parse error as one line naming the option and the value.
+
+    ``Parser key "model.sampler": … NestedArg(key='langevin.step_size', val='abc')`` becomes
+    ``--model.sampler.langevin.step_size: expected a finite number, got 'abc'``; jsonargparse's
+    float type refuses ``nan`` and ``inf`` the same way. Messages of another shape keep their first line.
+    """
+    import re
+
+    key = re.search(r'Parser key "([^"]+)"', message)
+    nested = re.search(r"NestedArg\(key='([^']+)', val='((?:[^'\\]|\\.)*)'\)", message)
+    expected = re.search(r"Expected a (.+?)\. Got value: (.*)", message)
+    unexpected = re.search(r"Option '[^']+' is not accepted|unrecognized arguments", message)
+    if key:
+        option = key.group(1) + (f".{nested.group(1)}" if nested else "")
+        if unexpected:
+            return f"no option --{option}" + (f" (given {nested.group(2)!r})" if nested else "")
+        if expected:
+            kind = expected.group(1)
+            literal = re.fullmatch(r"typing\.Literal\[(.*)\]", kind)
+            name = re.fullmatch(r"<class '(\w+)'>", kind)
+            what = ("one of " + literal.group(1).replace("'", "")) if literal else \
+                _TYPE_WORDS.get(name.group(1), f"a {name.group(1)}") if name else kind
+            value = nested.group(2) if nested else expected.group(2).strip()
+            return f"--{option} must be {what}, got {value!r}"
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    return " ".join(lines[:1] + [ln for ln in lines[1:2] if not ln.startswith(("Subtypes", "Errors"))])
+
+
+class OneLineErrors:
+    """Mixin for jsonargparse parsers: no abbreviated options, in nested sections too (jsonargparse
+    builds their parsers from the top one's class), and a parse error is one line on stderr,
+    ``PROG: error: …`` (:func:`parser_error_line`), with exit status 2 instead of the usage dump."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:  # an inner parser: its parent reports
+            return super().error(message, ex)
+        prog = self.prog.replace(" [options]", "")
+        print(f"{prog}: error: {parser_error_line(message)} (see {prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def one_line_parser():
+    """A jsonargparse ``ArgumentParser`` class with :class:`OneLineErrors`."""
+    from jsonargparse import ArgumentParser
+
+    global _OneLineParser
+    if _OneLineParser is None:
+        _OneLineParser = type("OneLineArgumentParser", (OneLineErrors, ArgumentParser), {"__module__": __name__})
+    return _OneLineParser
+
+
+_OneLineParser = None

@@ -23,6 +23,7 @@ import numpy as np
 from dsm_common.registry import OBJECTIVES, SAMPLERS, ObjectiveSpec, SamplerSpec
 from dsm_common.validation import (
     DSMInputError,
+    check_fits_memory,
     check_non_negative_int,
     check_positive,
     check_positive_int,
@@ -39,6 +40,7 @@ __all__ = [
     "MethodChoice",
     "resolve_methods",
     "check_hidden_dims",
+    "check_sampler_memory",
     "settings_record",
     "legacy_option_message",
 ]
@@ -317,12 +319,29 @@ class MethodChoice:
 
 
 def check_hidden_dims(hidden_dims) -> list[int]:
-    """``model.hidden_dims`` as a list of widths ≥ 1 (empty: a linear score); raise DSMInputError
-    naming the value otherwise."""
+    """``model.hidden_dims`` as a list of widths ≥ 1 (empty: a linear score) whose network fits in
+    memory; raise DSMInputError naming the value otherwise."""
     dims = list(hidden_dims)
     if any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in dims):
         raise DSMInputError(f"model.hidden_dims must be positive integers, got {dims!r}")
+    widths = [3, *dims, 2]  # the widest network: a conditional one, (x, log σ) in
+    n_params = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    # float32 parameters, their gradients and up to two optimiser moments: 16 bytes a parameter.
+    check_fits_memory("model.hidden_dims", n_params, 16, shown=dims)
     return [int(h) for h in dims]
+
+
+def check_sampler_memory(sampler: SamplerConfig, hidden_dims: list[int], memory: int | None = None) -> None:
+    """Refuse, before training, a chain count whose sampling would not fit in memory.
+
+    Every step holds, per chain, float32 values for the state, its noise and drift (2 each) and,
+    per hidden layer of width h, its pre-activation, activation and one temporary (3 h): about
+    ``4 (6 + 3 Σh)`` bytes a chain. ``memory``: bytes (default: this machine's).
+
+    Raises:
+        DSMInputError: naming ``model.sampler.n_chains`` and the memory it needs.
+    """
+    check_fits_memory("model.sampler.n_chains", sampler.n_chains, 4 * (6 + 3 * sum(hidden_dims)), memory)
 
 
 def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerConfig | None, lr: float,

@@ -15,26 +15,31 @@ import numpy as np
 
 from dsm_common.config import SamplerConfig
 from dsm_common.datasets import Dataset2D
+from dsm_common.files import run_phase, write_status
 from dsm_common.generate import Backend, run_samplers
+from dsm_common.transform import data_transform
 from dsm_common.validation import DivergedError
 
 __all__ = ["finish_run", "weights_config", "per_level_noise", "DATA_KEYS"]
 
-DATA_KEYS = ("dataset", "n_points", "columns", "standardize", "seed")
+DATA_KEYS = ("dataset", "n_points", "columns", "standardize", "header", "drop_missing", "seed")
 
 
 def weights_config(framework: str, model: dict[str, Any], conditioning: str, sigmas: np.ndarray,
-                   data: dict[str, Any], sampler: SamplerConfig, epochs: int) -> dict[str, Any]:
-    """The settings stored beside the weights: enough to rebuild the network, its data and its sampler.
+                   data: dict[str, Any], sampler: SamplerConfig, epochs: int, dataset: Dataset2D) -> dict[str, Any]:
+    """The settings stored beside the weights: enough to rebuild the network, sample from it and
+    map its samples to data units with nothing else at hand.
 
     ``conditioning`` (``none`` or ``sigma``) says what the network takes besides x, so a reader
-    need not infer it from the layer widths."""
+    need not infer it from the layer widths. ``data`` are the data options (to reload the data for
+    grading); ``data_transform`` is the training space of ``dataset`` (``dsm_common.transform``)."""
     return {
         "framework": framework,
         "model": dict(model),
         "conditioning": conditioning,
         "sigmas": [float(s) for s in np.asarray(sigmas)],
         "data": {k: data.get(k) for k in DATA_KEYS},
+        "data_transform": data_transform(dataset),
         "sampler": asdict(sampler),
         "epochs": int(epochs),
     }
@@ -66,29 +71,34 @@ def finish_run(run_dir: str | Path, backend: Backend, sampler_name: str, model_s
     sigmas = np.asarray(backend.sigmas, np.float64)
     conditioning = "sigma" if backend.conditional else "none"
     if info.get("epochs") is not None and "weights_from" not in info:
-        backend.save_weights(Path(run_dir) / "weights.safetensors",
-                             weights_config(backend.framework, model_settings, conditioning, sigmas, data_settings,
-                                            sampler, info["epochs"]))
-    gen = run_samplers(sampler, sampler_name, backend)
-    per_level = None
-    if backend.conditional:
-        losses = backend.per_level_loss(dataset.points, per_level_noise(len(sigmas), len(dataset.points)))
-        per_level = {"sigma": [float(s) for s in sigmas], "loss": np.asarray(losses).tolist()}
+        with run_phase(run_dir, "saving weights"):
+            backend.save_weights(Path(run_dir) / "weights.safetensors",
+                                 weights_config(backend.framework, model_settings, conditioning, sigmas, data_settings,
+                                                sampler, info["epochs"], dataset))
+    with run_phase(run_dir, "sampling"):
+        gen = run_samplers(sampler, sampler_name, backend)
+        per_level = None
+        if backend.conditional and len(dataset):
+            losses = backend.per_level_loss(dataset.points, per_level_noise(len(sigmas), len(dataset.points)))
+            per_level = {"sigma": [float(s) for s in sigmas], "loss": np.asarray(losses).tolist()}
     target_sigma = float(sigmas[-1])
     label = f"σ_L = {target_sigma:.3g}" if backend.conditional else f"σ = {target_sigma:.3g}"
     info = dict(info, sample_seconds=gen.sample_seconds, sampler=gen.sampler, nfe=gen.nfe)
-    metrics = write_run_outputs(
-        run_dir, framework=backend.framework, dataset=dataset, samples=gen.samples, target_sigma=target_sigma,
-        noise_label=label, score_fn=backend.score_at(target_sigma), trajectory=gen.trajectory,
-        loss_history=loss_history, per_level_loss=per_level, comparison=gen.comparison, info=info,
-    )
+    with run_phase(run_dir, "writing outputs"):
+        metrics = write_run_outputs(
+            run_dir, framework=backend.framework, dataset=dataset, samples=gen.samples, target_sigma=target_sigma,
+            noise_label=label, score_fn=backend.score_at(target_sigma), trajectory=gen.trajectory,
+            loss_history=loss_history, per_level_loss=per_level, comparison=gen.comparison, info=info,
+        )
     if metrics["nonfinite_samples"]:
         value = getattr(sampler.settings(gen.sampler), "step_size", None)
         now = "" if value is None else f" (now {value:g})"
         weights = info.get("weights_from") or Path(run_dir) / "weights.safetensors"
+        write_status(run_dir, "diverged", "sampling")
         raise DivergedError(
             f"sampling diverged: {metrics['nonfinite_samples']} of {len(gen.samples)} samples are not finite "
             f"(metrics count the finite ones); try a smaller model.sampler.{gen.sampler}.step_size{now}: "
             f"sample --weights {weights} --sampler.{gen.sampler}.step_size=… reuses the trained weights"
         )
+    write_status(run_dir, "complete", None)
     return metrics

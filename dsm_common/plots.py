@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
+from dsm_common.files import atomic_path  # noqa: E402
+
 __all__ = [
     "axis_limits",
     "plot_data",
@@ -41,8 +43,14 @@ def _finish(fig, ax_list, lims, names, path) -> Path:
         ax.set_ylabel(names[1])
         ax.set_aspect("auto")
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    """Write ``fig`` to ``path`` atomically (a reader never sees half a PNG) and close it."""
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -121,9 +129,7 @@ def plot_loss(history: Sequence[float], path, per_level: dict | None = None) -> 
         ax2.set_ylabel("‖σ s(x̃, σ) + z‖², mean")
         ax2.set_title("loss per noise level")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_sampler_comparison(panels: Sequence[tuple[str, np.ndarray]], target: np.ndarray, lims, names, path) -> Path:

@@ -15,6 +15,7 @@ import numpy as np
 
 from dsm_common import metrics, plots
 from dsm_common.datasets import Dataset2D
+from dsm_common.files import atomic_path, write_text_atomic
 
 __all__ = ["write_run_outputs", "sample_metrics", "SEED_LIMITS"]
 
@@ -64,6 +65,10 @@ def sample_metrics(
         "split_half_energy": None,
     }
     if n == 0:
+        return out
+    if len(ds) == 0:  # only the transform is known (sample, without the training data): nothing to grade against
+        out["sample_mean"] = data_units.mean(axis=0).tolist()
+        out["sample_std"] = data_units.std(axis=0).tolist()
         return out
     t1 = ds.to_data_units(ds.target_sample(n, target_sigma, rng))
     t2 = ds.to_data_units(ds.target_sample(n, target_sigma, rng))
@@ -152,23 +157,30 @@ def write_run_outputs(
     if per_level_loss is not None:
         report["per_level_loss"] = per_level_loss
 
-    np.save(run_dir / "samples.npy", dataset.to_data_units(samples))
-    (run_dir / "metrics.json").write_text(json.dumps(_clean(report), indent=2, default=_json_default) + "\n")
+    with atomic_path(run_dir / "samples.npy") as tmp:
+        np.save(tmp, dataset.to_data_units(samples))
+    write_text_atomic(run_dir / "metrics.json", json.dumps(_clean(report), indent=2, default=_json_default) + "\n")
 
     # Figures, all in data units.
-    data = dataset.to_data_units(dataset.points)
-    noised = dataset.to_data_units(dataset.target_sample(len(dataset), target_sigma, rng))
-    target = dataset.to_data_units(dataset.target_sample(max(len(samples), 1000), target_sigma, rng))
-    seed_set = dataset.name == "seed_mixture" and np.all(dataset.scale == 1)
-    data_lims = SEED_LIMITS["data"] if seed_set else plots.axis_limits(data)
-    sample_lims = SEED_LIMITS["samples"] if seed_set else plots.axis_limits(np.concatenate([data, noised]))
-    names = tuple(f"{a} [{dataset.units}]" if dataset.units else a for a in dataset.axis_names)
-    plots.plot_data(data, noised, noise_label, data_lims, names, run_dir / "data.png")
     finite = samples[np.isfinite(samples).all(axis=1)]
+    names = tuple(f"{a} [{dataset.units}]" if dataset.units else a for a in dataset.axis_names)
+    seed_set = dataset.name == "seed_mixture" and np.all(dataset.scale == 1)
+    if len(dataset):
+        data = dataset.to_data_units(dataset.points)
+        noised = dataset.to_data_units(dataset.target_sample(len(dataset), target_sigma, rng))
+        target = dataset.to_data_units(dataset.target_sample(max(len(samples), 1000), target_sigma, rng))
+        data_lims = SEED_LIMITS["data"] if seed_set else plots.axis_limits(data)
+        sample_lims = SEED_LIMITS["samples"] if seed_set else plots.axis_limits(np.concatenate([data, noised]))
+        plots.plot_data(data, noised, noise_label, data_lims, names, run_dir / "data.png")
+    else:  # no data at hand: the samples alone, around themselves (or training space's ±3)
+        target = np.zeros((0, 2))
+        around = finite if len(finite) else np.array([[-3.0, -3.0], [3.0, 3.0]])
+        sample_lims = plots.axis_limits(dataset.to_data_units(around))
     plots.plot_samples(
         dataset.to_data_units(finite), target,
-        f"{len(finite)} samples over the target ({noise_label})" + (f", {len(samples) - len(finite)} diverged"
-                                                                    if len(finite) < len(samples) else ""),
+        (f"{len(finite)} samples over the target ({noise_label})" if len(dataset)
+         else f"{len(finite)} samples ({noise_label}; no data at hand to compare)")
+        + (f", {len(samples) - len(finite)} diverged" if len(finite) < len(samples) else ""),
         sample_lims, names, run_dir / "samples.png",
     )
     if trajectory is not None and len(trajectory):

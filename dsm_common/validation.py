@@ -17,6 +17,8 @@ __all__ = [
     "check_positive",
     "check_positive_int",
     "check_non_negative_int",
+    "check_fits_memory",
+    "machine_memory_bytes",
     "check_points",
     "check_choice",
     "require_randomness",
@@ -41,17 +43,48 @@ def check_positive(name: str, value: object) -> float:
     return float(value)
 
 
+# Counts (epochs, steps, chains, widths) are int32 inside compiled JAX loops and torch indexing.
+INT_LIMIT = 2**31 - 1
+
+
 def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` if it is an integer ≥ 1, else raise DSMInputError."""
+    """Return ``value`` if it is an integer with 1 ≤ value ≤ ``INT_LIMIT``, else raise DSMInputError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise DSMInputError(f"{name} must be a positive integer, got {value!r}")
+    if value > INT_LIMIT:
+        raise DSMInputError(f"{name} must be at most {INT_LIMIT}, got {value!r}")
     return int(value)
 
 
 def check_non_negative_int(name: str, value: object) -> int:
-    """Return ``value`` if it is an integer ≥ 0, else raise DSMInputError."""
+    """Return ``value`` if it is an integer with 0 ≤ value ≤ ``INT_LIMIT``, else raise DSMInputError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise DSMInputError(f"{name} must be a non-negative integer, got {value!r}")
+    if value > INT_LIMIT:
+        raise DSMInputError(f"{name} must be at most {INT_LIMIT}, got {value!r}")
+    return int(value)
+
+
+def machine_memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (None where the OS does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_memory(name: str, value: int, bytes_each: int, memory: int | None = None, shown: object = None) -> int:
+    """Raise DSMInputError unless ``value`` items of ``bytes_each`` bytes fit in half this
+    machine's memory (``memory`` bytes, default: :func:`machine_memory_bytes`); the message shows
+    ``name=shown`` (default: ``value``)."""
+    memory = machine_memory_bytes() if memory is None else memory
+    need = int(value) * int(bytes_each)
+    if memory and need > memory // 2:
+        raise DSMInputError(f"{name}={value if shown is None else shown} needs about {need / 2**30:.3g} GiB, "
+                            "more than half of this machine's "
+                            f"{memory / 2**30:.3g} GiB of memory")
     return int(value)
 
 

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from dsm_common.files import atomic_path
 from dsm_common.validation import DSMInputError
 
 __all__ = ["FORMAT", "check_canonical", "check_widths", "network_layout", "save_canonical", "load_canonical", "layer_dims"]
@@ -34,12 +35,12 @@ def layer_dims(params: Mapping[str, np.ndarray]) -> list[int]:
 
 
 def check_canonical(params: Mapping[str, Any], source: str = "weights") -> dict[str, np.ndarray]:
-    """Check names and chained shapes of a canonical MLP; return float32 numpy copies.
+    """Check names, chained shapes and finiteness of a canonical MLP; return float32 numpy copies.
 
     Raises:
         DSMInputError: a missing or extra tensor, a kernel that is not 2-D, a bias whose length
-            is not its kernel's output width, or widths that do not chain; the message names the
-            tensor and the shapes found.
+            is not its kernel's output width, widths that do not chain, or a NaN/infinite value;
+            the message names the tensor and the shapes found.
     """
     # Layers from the highest index named (not len // 2), so a missing tensor is reported as missing.
     layers = [int(k[6:].split(".")[0]) for k in params if k.startswith("dense_") and k[6:].split(".")[0].isdigit()]
@@ -66,6 +67,10 @@ def check_canonical(params: Mapping[str, Any], source: str = "weights") -> dict[
             raise DSMInputError(
                 f"{source}: dense_{i}.kernel has {k.shape[0]} inputs but dense_{i - 1} has {prev} outputs"
             )
+        for name, arr in ((f"dense_{i}.kernel", k), (f"dense_{i}.bias", b)):
+            if not np.isfinite(arr).all():
+                raise DSMInputError(f"{source}: {name} holds {int(np.sum(~np.isfinite(arr)))} values that are not "
+                                    "finite (NaN or ±inf); these weights cannot score anything")
         prev = k.shape[1]
         out[f"dense_{i}.kernel"], out[f"dense_{i}.bias"] = np.ascontiguousarray(k), b
     return out
@@ -79,20 +84,24 @@ def check_widths(params: Mapping[str, np.ndarray], expected: list[int]) -> None:
         raise DSMInputError(f"weights have layer widths {dims}, the model expects {list(expected)}")
 
 
-def network_layout(params: Mapping[str, np.ndarray], config: Mapping[str, Any] | None = None) -> tuple[list[int], bool, int]:
+def network_layout(params: Mapping[str, np.ndarray], config: Mapping[str, Any] | None = None,
+                   source: str = "weights") -> tuple[list[int], bool, int]:
     """``(hidden_dims, conditional, dim)`` of the network checked canonical ``params`` belong to.
 
     What the network is conditioned on comes from the file's metadata (``conditioning``:
     ``none`` or ``sigma``); files without it (the older layout) are read by their widths (an input
     one wider than the output takes log σ)."""
     dims = layer_dims(params)
+    if dims[-1] != 2 or dims[0] not in (2, 3):
+        raise DSMInputError(f"{source} have layer widths {dims}: a score network of {dims[-1]}-D data "
+                            "(in: x or (x, log σ), out: the score); this project models 2-D points")
     conditioning = (config or {}).get("conditioning")
     if conditioning is None:
         conditional = dims[0] == dims[-1] + 1
     elif conditioning in ("none", "sigma"):
         conditional = conditioning == "sigma"
     else:
-        raise DSMInputError(f"weights metadata: conditioning must be none or sigma, got {conditioning!r}")
+        raise DSMInputError(f"{source} metadata: conditioning must be none or sigma, got {conditioning!r}")
     return dims[1:-1], conditional, dims[-1]
 
 
@@ -103,7 +112,8 @@ def save_canonical(path: str | Path, params: Mapping[str, np.ndarray], config: M
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     params = check_canonical(params, str(path))
-    save_file(params, str(path), metadata={"format": FORMAT, "dsm_config": json.dumps(dict(config))})
+    with atomic_path(path) as tmp:  # a run killed mid-write leaves the old file or none, never half of one
+        save_file(params, str(tmp), metadata={"format": FORMAT, "dsm_config": json.dumps(dict(config))})
     return path
 
 
@@ -114,7 +124,8 @@ def load_canonical(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, A
         ``(params, config)``: float32 arrays in the canonical layout and the stored settings.
 
     Raises:
-        DSMInputError: missing file, a file that is not safetensors, or not the canonical layout.
+        DSMInputError: missing file, a file that is not safetensors, metadata that is not a JSON
+            object, or not a finite canonical MLP.
     """
     from safetensors import safe_open
 
@@ -127,5 +138,12 @@ def load_canonical(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, A
             params = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as err:  # safetensors raises several types for a corrupt header
         raise DSMInputError(f"{path}: not a readable .safetensors file ({err})") from None
-    config = json.loads(meta.get("dsm_config", "{}"))
-    return check_canonical(params, str(path)), config
+    try:
+        config = json.loads(meta.get("dsm_config", "{}"))
+    except ValueError as err:
+        raise DSMInputError(f"{path}: its dsm_config metadata is not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise DSMInputError(f"{path}: its dsm_config metadata must be a JSON object, got {type(config).__name__}")
+    params = check_canonical(params, str(path))
+    network_layout(params, config, f"{path}: weights")  # a network this project can run, named by its file
+    return params, config

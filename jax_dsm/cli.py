@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Optional, Union
 
 import jax
@@ -20,8 +21,20 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from dsm_common.commands import check_legacy_options, check_run_dir, cli_errors, sample_command, stored_sigmas, summary_line
+from dsm_common.commands import (
+    FIT_INTERRUPTED,
+    SAMPLE_INTERRUPTED,
+    check_legacy_options,
+    check_run_dir,
+    cli_errors,
+    one_line_parser,
+    sample_command,
+    stored_sigmas,
+    summary_line,
+)
+from dsm_common.files import run_phase, write_text_atomic
 from dsm_common.finish import finish_run
+from dsm_common.validation import DSMInputError
 from jax_dsm.data import DSMDataModule
 from jax_dsm.losses import per_level_loss
 from jax_dsm.models import ScoreMLP
@@ -80,9 +93,9 @@ class JaxBackend:
 
 def fit_parser():
     """The ``dsm-jax fit`` parser: the keys of LightningCLI's YAML that both sides share."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
+    from jsonargparse import ActionConfigFile
 
-    parser = ArgumentParser(prog=f"{PROG} fit", description="Train a score model with JAX/Flax/Optax.", allow_abbrev=False)
+    parser = one_line_parser()(prog=f"{PROG} fit", description="Train a score model with JAX/Flax/Optax.")
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file (same format as dsm-torch fit)")
     parser.add_argument("--seed_everything", type=Union[bool, int], default=0, help="seed of the training keys")
     parser.add_argument("--ckpt_path", type=Optional[str], default=None, help='"last" or a checkpoint file to resume')
@@ -102,12 +115,18 @@ def fit_main(argv: list[str]) -> dict:
     trainer, module, dm = init.trainer, init.model, init.data
     seed = int(cfg.seed_everything) if not isinstance(cfg.seed_everything, bool) else 0
     run_dir = check_run_dir(trainer.default_root_dir, "jax", cfg.overwrite, cfg.ckpt_path is not None)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    parser.save(cfg, run_dir / "config.yaml", overwrite=True, skip_validation=True)
+    if cfg.ckpt_path is not None:
+        path = trainer.checkpoint_path if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+        if not path.is_file():
+            hint = " (nothing to resume; drop --ckpt_path to start afresh)" if cfg.ckpt_path == "last" else ""
+            raise DSMInputError(f"checkpoint not found: {path}{hint}")  # the torch side's words
+        check_checkpoint(path, module)
+    write_text_atomic(run_dir / "config.yaml", parser.dump(cfg, skip_validation=True))
 
     t0 = time.perf_counter()
-    state = trainer.fit(module, dm, seed=seed, ckpt_path=cfg.ckpt_path)
-    jax.block_until_ready(state.params)
+    with run_phase(run_dir, "training", framework="jax", command="fit"):
+        state = trainer.fit(module, dm, seed=seed, ckpt_path=cfg.ckpt_path)
+        jax.block_until_ready(state.params)
     info = {
         "epochs": trainer.current_epoch,
         "steps": int(state.step),
@@ -120,6 +139,28 @@ def fit_main(argv: list[str]) -> dict:
     print(f"run directory: {run_dir.resolve()}")
     print(summary_line(metrics))
     return metrics
+
+
+def check_checkpoint(path: Path, module: DSMModule) -> None:
+    """Refuse, before anything is written, a file that is not a ``jax_dsm`` training checkpoint or
+    whose network has other layer widths than ``module``'s. Mirror: ``torch_dsm.cli.check_checkpoint``.
+
+    Raises:
+        DSMInputError: naming the file, and the widths found and expected.
+    """
+    from flax import serialization
+
+    try:
+        params = serialization.msgpack_restore(path.read_bytes())["state"]["params"]
+        kernels = [np.shape(params[f"dense_{i}"]["kernel"]) for i in range(len(params))]
+        found = [int(kernels[0][0])] + [int(k[1]) for k in kernels]
+    except Exception as err:  # msgpack raises many types for a file that is not a checkpoint
+        raise DSMInputError(f"{path}: not a checkpoint of this project's model ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    expected = [module.model.dim + int(module.model.conditional), *module.model.hidden_dims, module.model.dim]
+    if found != expected:
+        raise DSMInputError(f"{path}: the checkpoint's network has layer widths {found}, the model expects {expected}; "
+                            "resume with the settings it was trained with (its run's config.yaml)")
 
 
 def load_backend(path: str) -> tuple[JaxBackend, dict]:
@@ -143,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"usage: {PROG} {{fit,sample}} [--help] ...  (train: an alias of fit)", file=sys.stderr)
         raise SystemExit(2)
     run = COMMANDS[words[0]]
-    cli_errors(PROG, lambda: run(words[1:]))
+    cli_errors(PROG, lambda: run(words[1:]), SAMPLE_INTERRUPTED if run is sample_main else FIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

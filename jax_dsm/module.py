@@ -21,6 +21,7 @@ from dsm_common.config import (
     NCSNSettings,
     SamplerConfig,
     check_hidden_dims,
+    check_sampler_memory,
     resolve_methods,
     settings_record,
 )
@@ -72,6 +73,7 @@ class DSMModule:
         hidden_dims = check_hidden_dims(hidden_dims)
         self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn}, sampler, lr, optimizer, reduction,
                                        lr_schedule, init)
+        check_sampler_memory(self.methods.sampler, hidden_dims)
         self.hparams = dict(hidden_dims=list(hidden_dims), objective=objective, dsm=dsm, ncsn=ncsn,
                             optimizer=optimizer, lr=lr, reduction=reduction, lr_schedule=lr_schedule, init=init)
         self.sampler = self.methods.sampler

@@ -10,7 +10,6 @@ full training state (parameters, optimiser state, key, epoch, loss history) is w
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from pathlib import Path
 from typing import Optional
@@ -23,6 +22,7 @@ from flax.training.train_state import TrainState
 from jax import lax
 from tqdm.auto import tqdm
 
+from dsm_common.files import atomic_path
 from dsm_common.validation import DivergedError, DSMInputError, check_positive_int, diverged_training_message
 from jax_dsm.data import DSMDataModule, epoch_batches
 from jax_dsm.module import DSMModule
@@ -102,11 +102,8 @@ class Trainer:
             "sigmas": np.asarray(sigmas, np.float64),
             "epochs_per_chunk": self._chunk,
         }
-        path = self.checkpoint_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(serialization.msgpack_serialize(jax.device_get(payload)))
-        os.replace(tmp, path)  # atomic: an interrupted write never leaves a broken checkpoint
+        with atomic_path(self.checkpoint_path) as tmp:  # an interrupted write never leaves a broken checkpoint
+            tmp.write_bytes(serialization.msgpack_serialize(jax.device_get(payload)))
 
     def _restore(self, ckpt_path: str, state: TrainState) -> tuple[TrainState, jax.Array, np.ndarray]:
         path = self.checkpoint_path if ckpt_path == "last" else Path(ckpt_path)

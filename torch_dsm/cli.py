@@ -18,9 +18,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from dsm_common.commands import check_legacy_options, check_run_dir, cli_errors, sample_command, stored_sigmas, summary_line
+from dsm_common.commands import (
+    FIT_INTERRUPTED,
+    SAMPLE_INTERRUPTED,
+    OneLineErrors,
+    check_legacy_options,
+    check_run_dir,
+    cli_errors,
+    sample_command,
+    stored_sigmas,
+    summary_line,
+)
+from dsm_common.files import run_phase, write_text_atomic
 from dsm_common.finish import finish_run
 from dsm_common.validation import DSMInputError, check_positive_int
 from torch_dsm.data import DSMDataModule
@@ -88,6 +99,12 @@ class DSMLightningCLI(LightningCLI):
         parser.set_defaults({f"data.{k}": v for k, v in data_defaults().items()})
         parser.add_argument("--overwrite", type=bool, default=False, help="replace a finished run in trainer.default_root_dir")
 
+    def _parse_ckpt_path(self) -> None:
+        """Not done: the settings are the command line's and the YAML's, as on the JAX side.
+        LightningCLI would load ``--ckpt_path`` here, at parse time, to take its hyperparameters
+        (a corrupt file ends in a traceback there); ``before_fit`` checks the file instead and
+        refuses one of another architecture in one line before anything is written."""
+
     def before_fit(self) -> None:
         # Lightning reads -1 as "forever" and 0 as "no training"; both sides take epochs ≥ 1.
         check_positive_int("trainer.max_epochs", self.trainer.max_epochs)
@@ -101,9 +118,24 @@ class DSMLightningCLI(LightningCLI):
             lasts = [Path(d) / "last.ckpt" for d in dirs or [Path(self.trainer.default_root_dir) / "checkpoints"]]
             if not any(p.is_file() for p in lasts):
                 raise DSMInputError(f"checkpoint not found: {lasts[0]} (nothing to resume; drop --ckpt_path to start afresh)")
-        elif ckpt not in (None, "best", "hpc", "registry") and "://" not in str(ckpt) and not Path(ckpt).is_file():
-            raise DSMInputError(f"checkpoint not found: {ckpt}")
+            check_checkpoint(next(p for p in lasts if p.is_file()), self.model)
+        elif ckpt not in (None, "best", "hpc", "registry") and "://" not in str(ckpt):
+            if not Path(ckpt).is_file():
+                raise DSMInputError(f"checkpoint not found: {ckpt}")
+            check_checkpoint(Path(ckpt), self.model)
         self._fit_start = time.perf_counter()
+
+    def fit(self, model, **kwargs) -> None:
+        """``Trainer.fit``, with the run directory marked ``running``/``training`` meanwhile
+        (``dsm_common.files``); Lightning's own Ctrl-C handling (shutdown, then exit status 1)
+        comes back as the KeyboardInterrupt both command lines answer alike."""
+        with run_phase(self.trainer.default_root_dir, "training", framework="torch", command="fit"):
+            try:
+                self.trainer.fit(model, **kwargs)
+            except SystemExit:
+                if self.trainer.interrupted:
+                    raise KeyboardInterrupt from None
+                raise
 
     def after_fit(self) -> None:
         trainer, module, dm = self.trainer, self.model, self.datamodule
@@ -120,6 +152,29 @@ class DSMLightningCLI(LightningCLI):
                              module.settings_record(), dict(dm.hparams), dm.data, module.sampler, info, module.loss_history)
         print(f"run directory: {run_dir.resolve()}")
         print(summary_line(metrics))
+
+
+def check_checkpoint(path: Path, module: DSMModule) -> None:
+    """Refuse, before anything is written, a file that is not a Lightning checkpoint of a
+    ``DSMModule`` or whose network has other layer widths than ``module``'s. Mirror:
+    ``jax_dsm.cli.check_checkpoint``.
+
+    Raises:
+        DSMInputError: naming the file, and the widths found and expected.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = ckpt["state_dict"]
+        n = len([k for k in state if k.startswith("model.dense.") and k.endswith(".weight")])
+        found = [int(state["model.dense.0.weight"].shape[1])] + [int(state[f"model.dense.{i}.weight"].shape[0])
+                                                                 for i in range(n)]
+    except Exception as err:  # torch.load raises many types for a file that is not a checkpoint
+        raise DSMInputError(f"{path}: not a checkpoint of this project's model ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    expected = [module.model.dim + int(module.model.conditional), *module.model.hidden_dims, module.model.dim]
+    if found != expected:
+        raise DSMInputError(f"{path}: the checkpoint's network has layer widths {found}, the model expects {expected}; "
+                            "resume with the settings it was trained with (its run's config.yaml)")
 
 
 def trainer_defaults() -> dict:
@@ -143,14 +198,29 @@ def data_defaults() -> dict:
     return {"batches_per_step": 64}
 
 
+class AtomicSaveConfig(SaveConfigCallback):
+    """LightningCLI's ``config.yaml``, written atomically into ``trainer.default_root_dir``."""
+
+    def save_config(self, trainer, pl_module, stage) -> None:
+        if trainer.is_global_zero:
+            write_text_atomic(Path(trainer.default_root_dir) / self.config_filename,
+                              self.parser.dump(self.config, skip_none=False))
+
+
+class DSMArgumentParser(OneLineErrors, LightningArgumentParser):
+    """LightningCLI's parser, refusing abbreviations and reporting a parse error in one line."""
+
+
 def _make_cli(args=None) -> DSMLightningCLI:
     return DSMLightningCLI(
         DSMModule,
         DSMDataModule,
         args=args,
         trainer_defaults=trainer_defaults(),
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": PROG, "allow_abbrev": False, "epilog": SAMPLE_EPILOG},
+        save_config_callback=AtomicSaveConfig,
+        save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
+        parser_class=DSMArgumentParser,
+        parser_kwargs={"prog": PROG, "epilog": SAMPLE_EPILOG},
     )
 
 
@@ -169,10 +239,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dsm-torch``; ``argv`` defaults to the command line."""
     words = sys.argv[1:] if argv is None else argv
     if words and words[0] == "sample":
-        cli_errors(PROG, lambda: sample_main(words[1:]))
+        cli_errors(PROG, lambda: sample_main(words[1:]), SAMPLE_INTERRUPTED)
     else:
         cli_errors(PROG, lambda: check_legacy_options(words))
-        cli_errors(PROG, lambda: _make_cli(argv))
+        cli_errors(PROG, lambda: _make_cli(argv), FIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from dsm_common.config import (
     NCSNSettings,
     SamplerConfig,
     check_hidden_dims,
+    check_sampler_memory,
     resolve_methods,
     settings_record,
 )
@@ -89,6 +90,7 @@ class DSMModule(L.LightningModule):
         hidden_dims = check_hidden_dims(hidden_dims)
         self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn}, sampler, lr, optimizer, reduction,
                                        lr_schedule, init)
+        check_sampler_memory(self.methods.sampler, hidden_dims)
         self.sampler = self.methods.sampler
         self.save_hyperparameters(ignore=["sampler"])
         # Plain dicts, not dataclasses, in the checkpoint: torch.load(weights_only=True) reads them.
