@@ -17,7 +17,7 @@ from dsm_common.datasets import Dataset2D, load_dataset
 from dsm_common.files import check_writable, clear_run_files, read_status, write_status
 from dsm_common.finish import DATA_KEYS, finish_run
 from dsm_common.generate import Backend
-from dsm_common.registry import OBJECTIVES
+from dsm_common.registry import OBJECTIVES, SAMPLERS
 from dsm_common.transform import check_transform, fingerprint, in_training_space, ungraded_dataset
 from dsm_common.validation import DivergedError, DSMInputError
 
@@ -297,6 +297,9 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
             _set(tree, dotted, args.get(dotted))
     cfg = SamplerConfig.from_dict(tree["sampler"]).validate()
     name = cfg.name or default
+    if SAMPLERS[name].conditioning == "sigma" and not backend.conditional:  # in the words of this command
+        raise DSMInputError(f"--sampler.name={name} needs a network conditioned on σ, and {args.weights} holds one "
+                            "that is not (objective dsm); use --sampler.name=langevin")
     dataset, note = grading_dataset(stored, args.get("data.dataset"), args.weights)
     out = check_sample_dir(Path(args.out) if args.out else Path(args.weights).resolve().parent / "sample", args.overwrite)
     check_writable(out, "--out")

@@ -414,6 +414,61 @@ def bench_sample(args) -> list[Row]:
     return rows
 
 
+@contextlib.contextmanager
+def busy_machine(n: int):
+    """``n`` processes spinning on the CPU for the block: a machine shared with other work."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(0.5)  # let them start
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def bench_threads(args) -> str:
+    """torch's intra-op thread count, by work size, on a quiet and on a busy machine.
+
+    Rows: ``dsm-torch fit``'s training (Lightning with its defaults, batch 8, ``--thread-epochs``
+    epochs) and ``torch_dsm.sampling.langevin`` at several chain counts (``--thread-steps`` steps),
+    each at one thread and at torch's default (the machine's cores), in alternation. "busy": as many
+    spinning processes as cores run meanwhile. The last column is what ``dsm-torch`` picks
+    (``torch_dsm.cli.choose_threads``)."""
+    default = torch_dsm.cli.DEFAULT_THREADS
+    points = load_dataset("seed_mixture").points
+    model = torch_sampler()
+    defaults = torch_dsm.cli.data_defaults()
+
+    def at(threads, fn):
+        def run():
+            torch.set_num_threads(threads)
+            try:
+                fn()
+            finally:
+                torch.set_num_threads(default)
+        return run
+
+    work = [("train, batch 8 (Lightning, dsm-torch defaults)", 8,
+             lambda: lightning_fit(args.thread_epochs, tempfile.mkdtemp(), torch_dsm.cli.trainer_defaults(), {}, defaults))]
+    for chains in args.thread_chains:
+        x0 = torch.from_numpy(np.random.default_rng(0).standard_normal((chains, 2)).astype(np.float32))
+        work.append((f"sample, {chains} chains", chains, lambda x0=x0: torch_dsm_sample(model, x0, args.thread_steps)))
+    rows = []
+    for load in ("quiet", "busy"):
+        log(f"  threads: {load} machine ...")
+        with busy_machine(os.cpu_count() or 1) if load == "busy" else contextlib.nullcontext():
+            for name, size, fn in work:
+                cases = [("1", "eager", at(1, fn), None), (str(default), "eager", at(default, fn), None)]
+                medians = timeit_rounds(cases, args.repeats, args.warmup)
+                one, many = medians["1"], medians[str(default)]
+                rows.append([load, name, f"{one:.3f}", f"{many:.3f}", f"{many / one:.2f}",
+                             str(torch_dsm.cli.choose_threads(size))])
+    del points
+    return markdown_table(["machine", "work", "1 thread s", f"{default} threads s", f"{default} threads / 1",
+                           "dsm-torch picks"], rows)
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
@@ -578,7 +633,7 @@ def machine_info(peak: float, args) -> list[str]:
     ]
 
 
-def report(args, peak, rows, memory, scaling) -> str:
+def report(args, peak, rows, memory, scaling, threads=None) -> str:
     parts = ["## Benchmark: the reference recipe, every way", "", *machine_info(peak, args), ""]
     if rows:
         parts += [main_table(rows, peak), "",
@@ -591,6 +646,11 @@ def report(args, peak, rows, memory, scaling) -> str:
         parts += ["### Memory: one sampler run in its own process", "", memory, "",
                   "peak growth = peak RSS during the run (reset before it) − RSS before it, after an identical "
                   "warm-up run; all states = what keeping every step would hold (chains × steps × 2 float32).", ""]
+    if threads:
+        parts += ["### torch's thread count: one thread against all cores", "", threads, "",
+                  "Medians of the same work at 1 thread and at torch's default, in alternation; busy = as many "
+                  "spinning processes as cores meanwhile. dsm-torch picks = torch_dsm.cli.choose_threads for that "
+                  "batch size or chain count (--torch_threads or OMP_NUM_THREADS override it).", ""]
     if scaling:
         parts += ["### Scaling (compilation excluded)", "", scaling, "",
                   "jax_dsm: compiled `langevin` and `make_train_chunk` loop; torch: `torch_dsm.sampling.langevin` "
@@ -601,7 +661,7 @@ def report(args, peak, rows, memory, scaling) -> str:
 # --quick sets torch to 1 thread: on a loaded 2-core machine torch's 2 intra-op threads made a
 # batch-8 step 10-40x slower (each tiny op waits for a descheduled thread), too slow for a smoke test.
 QUICK = dict(epochs=2, steps=200, chains=100, repeats=1, warmup=0, matmul=512, mem_chains=100_000, mem_steps=20,
-             scaling_repeats=1, torch_threads=1)
+             scaling_repeats=1, torch_threads=1, thread_epochs=2, thread_steps=20, thread_chains=[100, 2000])
 FULL_SCALING = dict(chains=[100, 1_000, 10_000, 100_000], chain_steps=1_000_000, min_steps=20,
                     batch=[8, 32, 128, 512, 2048, 4096], batch_points=8192, width=[64, 128, 256, 512, 1024],
                     train_steps=2000)
@@ -617,8 +677,12 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before the repeats")
     p.add_argument("--matmul", type=int, default=2048, help="size of the matmul that measures the ceiling")
-    p.add_argument("--only", nargs="+", choices=["train", "sample", "memory", "scaling"],
-                   help="run only these parts (default: train sample memory, plus scaling with --scaling)")
+    p.add_argument("--only", nargs="+", choices=["train", "sample", "memory", "scaling", "threads"],
+                   help="run only these parts (default: train sample memory threads, plus scaling with --scaling)")
+    p.add_argument("--thread-epochs", type=int, default=50, help="training epochs of the thread-count table")
+    p.add_argument("--thread-steps", type=int, default=2000, help="Langevin steps of the thread-count table")
+    p.add_argument("--thread-chains", type=int, nargs="+", default=[100, 1000, 4000, 16000],
+                   help="chain counts of the thread-count table")
     p.add_argument("--scaling", action="store_true", help="also measure the scaling curves")
     p.add_argument("--scaling-png", help="save the scaling curves to this PNG")
     p.add_argument("--scaling-repeats", type=int, default=3)
@@ -636,7 +700,8 @@ def parse_args(argv=None):
             if getattr(args, k) == p.get_default(k):
                 setattr(args, k, v)
     args.scaling_sizes = QUICK_SCALING if args.quick else FULL_SCALING
-    args.parts = set(args.only or ["train", "sample", "memory"] + (["scaling"] if args.scaling or args.scaling_png else []))
+    default_parts = ["train", "sample", "memory", "threads"] + (["scaling"] if args.scaling or args.scaling_png else [])
+    args.parts = set(args.only or default_parts)
     return args
 
 
@@ -659,6 +724,10 @@ def main(argv=None) -> None:
     if "memory" in args.parts:
         log(f"memory ... ({time.perf_counter() - t0:.0f} s so far)")
         memory = bench_memory(args)
+    threads = None
+    if "threads" in args.parts:
+        log(f"thread counts ... ({time.perf_counter() - t0:.0f} s so far)")
+        threads = bench_threads(args)
     if "scaling" in args.parts:
         log(f"scaling ... ({time.perf_counter() - t0:.0f} s so far)")
         scaling, curves = bench_scaling(args, peak)
@@ -666,7 +735,7 @@ def main(argv=None) -> None:
             plot_scaling(curves, peak, args.scaling_png)
             log(f"scaling curves: {args.scaling_png}")
     log(f"done in {time.perf_counter() - t0:.0f} s")
-    text = report(args, peak, rows, memory, scaling)
+    text = report(args, peak, rows, memory, scaling, threads)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

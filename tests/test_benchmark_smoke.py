@@ -134,3 +134,26 @@ def test_quick_memory_and_scaling(tmp_path):
             assert number(r[key]) > 0, r
 
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_thread_table():
+    """The thread-count table: each work at 1 thread and at torch's default, quiet and busy, and
+    what dsm-torch picks for it (one thread below 1000 rows unless OMP_NUM_THREADS is set)."""
+    import os
+
+    stdout = run_benchmark("--only", "threads")
+    found = tables(stdout)
+    assert set(found) == {"machine"}, f"unexpected tables: {sorted(found)}"
+    header = found["machine"][0]
+    assert header[:3] == ["machine", "work", "1 thread s"] and header[-1] == "dsm-torch picks"
+    default = header[3].split()[0]
+    rows = check_shape(found["machine"], header)
+    assert [r["machine"] for r in rows] == ["quiet"] * 3 + ["busy"] * 3
+    assert [r["work"] for r in rows[:3]] == ["train, batch 8 (Lightning, dsm-torch defaults)", "sample, 100 chains",
+                                            "sample, 2000 chains"]
+    for r in rows:
+        assert number(r["1 thread s"]) > 0 and number(r[header[3]]) > 0, r
+        assert number(r[header[4]]) == pytest.approx(number(r[header[3]]) / number(r["1 thread s"]), rel=0.02, abs=0.01)
+        small = not r["work"].endswith("2000 chains")
+        expected = default if os.environ.get("OMP_NUM_THREADS") or not small else "1"
+        assert r["dsm-torch picks"] == expected, r

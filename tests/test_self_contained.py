@@ -219,3 +219,20 @@ def test_bad_options_are_one_line_before_training(framework, option, expected, t
     line = _fails(framework, tiny_fit_args(run, option, epochs=1), capsys)
     assert expected in line, line
     assert not (run / "weights.safetensors").exists() and not (run / "status.json").exists()
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_sample_names_its_own_option_for_a_sampler_the_model_cannot_run(framework, finished, tmp_path, capsys):
+    weights = finished["jax"] / "weights.safetensors"  # a single-σ (dsm) model
+    line = _fails(framework, ["sample", f"--weights={weights}", f"--out={tmp_path / 'out'}",
+                              "--sampler.name=annealed_langevin"], capsys)
+    assert line.endswith(f"--sampler.name=annealed_langevin needs a network conditioned on σ, and {weights} holds one "
+                         "that is not (objective dsm); use --sampler.name=langevin"), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_torch_threads_option_is_checked_before_training(tmp_path, capsys):
+    run = tmp_path / "run"
+    line = _fails("torch", tiny_fit_args(run, "--torch_threads=0", epochs=1), capsys)
+    assert line == "dsm-torch: error: torch_threads must be a positive integer, got 0"
+    assert not (run / "status.json").exists()

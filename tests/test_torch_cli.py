@@ -195,3 +195,19 @@ def test_fit_groups_mini_batches_by_default(extra, expected):
                           args=["--trainer.logger=false", *extra])
     assert cli.datamodule.batches_per_step == expected
     assert DSMDataModule().batches_per_step == 1  # the class itself keeps Lightning's usual loop
+
+
+def test_torch_thread_choice(monkeypatch):
+    """One intra-op thread below 1000 rows (batch size or chain count), torch's default above;
+    --torch_threads wins, and a set OMP_NUM_THREADS leaves torch's own choice alone."""
+    from dsm_common.validation import DSMInputError
+    from torch_dsm import cli
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cli.choose_threads(8) == 1 and cli.choose_threads(999) == 1
+    assert cli.choose_threads(1000) == cli.DEFAULT_THREADS
+    assert cli.choose_threads(8, requested=3) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert cli.choose_threads(8) == cli.DEFAULT_THREADS
+    with pytest.raises(DSMInputError, match="torch_threads must be a positive integer, got 0"):
+        cli.choose_threads(8, requested=0)

@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -43,6 +45,26 @@ from torch_dsm.weights import load_weights, save_weights
 
 PROG = "dsm-torch"
 
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice at start-up: OMP_NUM_THREADS, else the cores
+# Below this many rows a matmul (batch size, chain count), one intra-op thread is faster than all
+# cores on a quiet machine and far faster on a busy one (scripts/benchmark.py --only threads).
+SMALL_WORK = 1000
+
+
+def choose_threads(rows: int, requested: int | None = None) -> int:
+    """torch's intra-op thread count for work of ``rows`` rows a matmul (the batch size when
+    training, the chain count when sampling).
+
+    ``requested`` (``--torch_threads``) wins; then a set ``OMP_NUM_THREADS`` (torch's default,
+    ``DEFAULT_THREADS``, already follows it); otherwise one thread below ``SMALL_WORK`` rows, where
+    the threads' hand-offs cost more than the arithmetic they share, and torch's default above.
+    """
+    if requested is not None:
+        return check_positive_int("torch_threads", requested)
+    if os.environ.get("OMP_NUM_THREADS"):
+        return DEFAULT_THREADS
+    return 1 if rows < SMALL_WORK else DEFAULT_THREADS
+
 
 class TorchBackend:
     """``dsm_common.generate.Backend`` for a torch ``ScoreMLP`` (numpy in, numpy out). Mirror:
@@ -50,8 +72,9 @@ class TorchBackend:
 
     framework = "torch"
 
-    def __init__(self, model: ScoreMLP, sigmas: np.ndarray, progress: bool = True):
+    def __init__(self, model: ScoreMLP, sigmas: np.ndarray, progress: bool = True, threads: int | None = None):
         self.model = model.cpu().eval()
+        self.threads = threads  # --torch_threads; None: choose_threads picks by the chain count
         self.conditional = model.conditional
         self.sigmas = np.asarray(sigmas, np.float64)
         self._sigmas = torch.as_tensor(self.sigmas, dtype=torch.float32)  # (L,)
@@ -62,6 +85,7 @@ class TorchBackend:
         return self.model if self.conditional else (lambda x, sigma: self.model(x))
 
     def sample(self, name, x0, settings, keep_every, seed):
+        torch.set_num_threads(choose_threads(len(x0), self.threads))
         x, kept = SAMPLERS[name](self._score(), torch.from_numpy(x0), self._sigmas, settings, keep_every, self.progress,
                                  rng=torch.Generator().manual_seed(seed))
         return x.numpy(), None if kept is None else kept.numpy()
@@ -98,6 +122,9 @@ class DSMLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.set_defaults({f"data.{k}": v for k, v in data_defaults().items()})
         parser.add_argument("--overwrite", type=bool, default=False, help="replace a finished run in trainer.default_root_dir")
+        parser.add_argument("--torch_threads", type=Optional[int], default=None,
+                            help="torch's intra-op threads (default: 1 for batches and chain counts below "
+                                 f"{SMALL_WORK}, else torch's own choice; OMP_NUM_THREADS is honoured)")
 
     def _parse_ckpt_path(self) -> None:
         """Not done: the settings are the command line's and the YAML's, as on the JAX side.
@@ -109,6 +136,8 @@ class DSMLightningCLI(LightningCLI):
         # Lightning reads -1 as "forever" and 0 as "no training"; both sides take epochs ≥ 1.
         check_positive_int("trainer.max_epochs", self.trainer.max_epochs)
         ckpt = self.config.fit.get("ckpt_path")
+        self._threads = self.config.fit.get("torch_threads")
+        torch.set_num_threads(choose_threads(self.datamodule.batch_size, self._threads))
         check_run_dir(self.trainer.default_root_dir, "torch", bool(self.config.fit.get("overwrite")), ckpt is not None)
         # Lightning only warns and trains from scratch when "last" finds nothing; say so instead
         # (the JAX twin's Trainer.fit does the same).
@@ -148,7 +177,8 @@ class DSMLightningCLI(LightningCLI):
             "train_seconds": time.perf_counter() - self._fit_start,
             "seed": self.config.fit.get("seed_everything"),
         }
-        metrics = finish_run(run_dir, TorchBackend(module.model, module.sigmas.cpu().numpy()), module.methods.sampler_name,
+        backend = TorchBackend(module.model, module.sigmas.cpu().numpy(), threads=self._threads)
+        metrics = finish_run(run_dir, backend, module.methods.sampler_name,
                              module.settings_record(), dict(dm.hparams), dm.data, module.sampler, info, module.loss_history)
         print(f"run directory: {run_dir.resolve()}")
         print(summary_line(metrics))
