@@ -336,12 +336,16 @@ def check_sampler_memory(sampler: SamplerConfig, hidden_dims: list[int], memory:
 
     Every step holds, per chain, float32 values for the state, its noise and drift (2 each) and,
     per hidden layer of width h, its pre-activation, activation and one temporary (3 h): about
-    ``4 (6 + 3 Σh)`` bytes a chain. ``memory``: bytes (default: this machine's).
+    ``4 (6 + 3 Σh)`` bytes a chain; the trajectory demo keeps 8 bytes every
+    ``trajectory_keep_every`` steps. ``memory``: bytes (default: this machine's).
 
     Raises:
-        DSMInputError: naming ``model.sampler.n_chains`` and the memory it needs.
+        DSMInputError: naming ``model.sampler.n_chains`` (or ``trajectory_steps``) and the memory it needs.
     """
     check_fits_memory("model.sampler.n_chains", sampler.n_chains, 4 * (6 + 3 * sum(hidden_dims)), memory)
+    if sampler.trajectory_steps:  # the demo keeps one float32 state (2 values) every trajectory_keep_every steps
+        check_fits_memory("model.sampler.trajectory_steps", sampler.trajectory_steps // sampler.trajectory_keep_every,
+                          8, memory, shown=sampler.trajectory_steps)
 
 
 def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerConfig | None, lr: float,

@@ -150,7 +150,8 @@ def write_run_outputs(
     run_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     samples = np.asarray(samples, dtype=np.float64)
-    report: dict[str, Any] = {"framework": framework, "dataset": dataset.name, "units": dataset.units}
+    report: dict[str, Any] = {"framework": framework, "dataset": dataset.name, "units": dataset.units,
+                              "dropped_rows": dataset.dropped_rows}
     report.update(info or {})
     report["final_loss"] = float(loss_history[-1]) if len(loss_history) else report.get("final_loss")
     report.update(sample_metrics(dataset, samples, target_sigma, rng, score_fn))

@@ -151,3 +151,31 @@ def jax_full_float32():
 
     with jax.default_matmul_precision("highest"):
         yield
+
+
+def cli_main(framework: str):
+    """``main`` of ``dsm-torch`` or ``dsm-jax``."""
+    if framework == "torch":
+        from torch_dsm.cli import main
+    else:
+        from jax_dsm.cli import main
+    return main
+
+
+def fails_in_one_line(framework: str, args: list[str], capsys, code: int = 2) -> str:
+    """Run ``main(args)``; assert exit status ``code`` and one error line; return that line."""
+    import logging
+
+    # Lightning's log handlers may still hold an earlier test's captured (closed) stream.
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+                handler.stream = sys.stderr
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(framework)(args)
+    assert exit_.value.code == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ": error: " in ln]
+    assert len(lines) == 1, err[-3000:]
+    return lines[0]

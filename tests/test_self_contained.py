@@ -17,36 +17,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import cli_main as _main
+from conftest import fails_in_one_line as _fails
 from conftest import run_subprocess, tiny_fit_args
 
 from dsm_common.validation import INT_LIMIT
-
-
-def _main(framework: str):
-    if framework == "torch":
-        from torch_dsm.cli import main
-    else:
-        from jax_dsm.cli import main
-    return main
-
-
-def _fails(framework, args, capsys, code=2) -> str:
-    """Run ``main(args)``; assert exit status ``code`` and one error line; return that line."""
-    import logging
-
-    # Lightning's log handlers may still hold an earlier test's captured (closed) stream.
-    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
-                handler.stream = sys.stderr
-    with pytest.raises(SystemExit) as exit_:
-        _main(framework)(args)
-    assert exit_.value.code == code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ": error: " in ln]
-    assert len(lines) == 1, err[-3000:]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
