@@ -56,6 +56,9 @@ class Generated:
     sample_seconds: float
     sampler: str
     nfe: int
+    describe: str = ""  # the sampler and its settings, in words (figure titles)
+    trajectory_step: np.ndarray | None = None  # (T,) sampler step of each trajectory state (0: the origin)
+    trajectory_sigma: np.ndarray | None = None  # (T,) noise level in force at each state (multi-level samplers)
 
 
 def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
@@ -85,12 +88,17 @@ def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
     samples, _ = backend.sample(name, x0, settings, 0, cfg.seed)
     seconds = time.perf_counter() - t0
 
-    trajectory = None
+    trajectory = step = level_sigma = None
     if cfg.trajectory_steps:
         origin = np.zeros((1, 2), np.float32)
         demo, keep = spec.demo(settings, cfg.trajectory_steps, cfg.trajectory_step_size, cfg.trajectory_keep_every, n_levels)
         _, kept = backend.sample(name, origin, demo, keep, cfg.seed + 1)
         trajectory = np.concatenate([origin, np.asarray(kept)[:, 0, :]]) if kept is not None else origin
+        n_kept = len(trajectory) - 1
+        step = np.arange(n_kept + 1) * keep  # every keep-th step is kept (within each level, levels in turn)
+        if spec.conditioning == "sigma" and n_kept and n_kept % n_levels == 0:  # the levels keep equal shares
+            per_level = n_kept // n_levels
+            level_sigma = np.concatenate([[backend.sigmas[0]], np.repeat(backend.sigmas, per_level)])
 
     comparison = None
     if spec.conditioning == "sigma":
@@ -100,4 +108,5 @@ def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
             (f"plain Langevin, s(x, σ_L), {plain.n_steps} steps, ε = {plain.step_size:.3g}", np.asarray(plain_samples)),
             (spec.describe(settings, n_levels), np.asarray(samples)),
         ]
-    return Generated(np.asarray(samples), trajectory, comparison, seconds, name, nfe)
+    return Generated(np.asarray(samples), trajectory, comparison, seconds, name, nfe, spec.describe(settings, n_levels),
+                     step, level_sigma)

@@ -125,6 +125,12 @@ def write_run_outputs(
     comparison: Sequence[tuple[str, np.ndarray]] | None = None,
     info: dict[str, Any] | None = None,
     seed: int = 0,
+    title: str = "",
+    score_at: Callable[[float], Callable[[np.ndarray], np.ndarray]] | None = None,
+    score_sigmas: Sequence[float] = (),
+    noised_sigmas: Sequence[float] = (),
+    trajectory_colour: tuple[np.ndarray, str, bool] | None = None,
+    trajectory_title: str = "one Langevin chain from the origin",
 ) -> dict[str, Any]:
     """Write a run's samples, metrics and figures into ``run_dir``; return the metrics dict.
 
@@ -142,6 +148,13 @@ def write_run_outputs(
         comparison: (title, samples) pairs for the side-by-side sampler figure.
         info: further entries for ``metrics.json`` (epochs, timings, settings).
         seed: seed of the numpy Generator drawing target points for the metrics.
+        title: what every figure is headed with (framework and method).
+        score_at: the learned score at any level, ``σ → score_fn``, for the score-field figure
+            at each of ``score_sigmas`` (default: ``score_fn`` at ``target_sigma``).
+        noised_sigmas: levels of the noised-data panels (default: ``target_sigma``).
+        trajectory_colour: ``(values (T,), label, log scale)`` colouring the trajectory's states
+            (default: their index).
+        trajectory_title: the trajectory figure's title.
 
     Returns:
         The dict written to ``metrics.json``.
@@ -172,7 +185,12 @@ def write_run_outputs(
         target = dataset.to_data_units(dataset.target_sample(max(len(samples), 1000), target_sigma, rng))
         data_lims = SEED_LIMITS["data"] if seed_set else plots.axis_limits(data)
         sample_lims = SEED_LIMITS["samples"] if seed_set else plots.axis_limits(np.concatenate([data, noised]))
-        plots.plot_data(data, noised, noise_label, data_lims, names, run_dir / "data.png")
+        panels = [(noise_label, noised)] if not len(noised_sigmas) else [
+            (f"σ = {s:.3g}", dataset.to_data_units(dataset.target_sample(len(dataset), float(s), rng)))
+            for s in noised_sigmas]
+        spread = np.concatenate([data, *[p for _, p in panels]])
+        noised_lims = None if seed_set and not len(noised_sigmas) else plots.axis_limits(spread)
+        plots.plot_data(data, panels, data_lims, names, run_dir / "data.png", title, noised_lims)
     else:  # no data at hand: the samples alone, around themselves (or training space's ±3)
         target = np.zeros((0, 2))
         around = finite if len(finite) else np.array([[-3.0, -3.0], [3.0, 3.0]])
@@ -182,30 +200,30 @@ def write_run_outputs(
         (f"{len(finite)} samples over the target ({noise_label})" if len(dataset)
          else f"{len(finite)} samples ({noise_label}; no data at hand to compare)")
         + (f", {len(samples) - len(finite)} diverged" if len(finite) < len(samples) else ""),
-        sample_lims, names, run_dir / "samples.png",
+        sample_lims, names, run_dir / "samples.png", title,
     )
     if trajectory is not None and len(trajectory):
-        plots.plot_trajectory(
-            dataset.to_data_units(trajectory), target, "one Langevin chain (black: start, red: end)",
-            sample_lims, names, run_dir / "trajectory.png",
-        )
+        colour, label, log = trajectory_colour or (None, "kept state", False)
+        plots.plot_trajectory(dataset.to_data_units(trajectory), target, trajectory_title, sample_lims, names,
+                              run_dir / "trajectory.png", colour, label, log, title)
     if score_fn is not None:
-        mix = dataset.target_mixture(target_sigma)
-
         def to_train(p):
             return (p - dataset.shift) / dataset.scale
 
-        # Plot scores in data units: ∇_y log p(y) = ∇_x log p(x) / scale for y = x·scale + shift.
-        plots.plot_score_field(
-            lambda p: np.asarray(score_fn(to_train(p).astype(np.float32))) / dataset.scale,
-            None if mix is None else (lambda p: mix.score(to_train(p)) / dataset.scale),
-            sample_lims, names, run_dir / "score_field.png",
-        )
+        def level(sigma, fn):
+            mix = dataset.target_mixture(sigma)
+            # Scores in data units: ∇_y log p(y) = ∇_x log p(x) / scale for y = x·scale + shift.
+            return (f"σ = {sigma:.3g}", lambda p: np.asarray(fn(to_train(p).astype(np.float32))) / dataset.scale,
+                    None if mix is None else (lambda p: mix.score(to_train(p)) / dataset.scale))
+
+        levels = [level(float(s), score_at(float(s))) for s in score_sigmas] if score_at and len(score_sigmas) \
+            else [level(target_sigma, score_fn)]
+        plots.plot_score_field(levels, sample_lims, names, run_dir / "score_field.png", suptitle=title)
     if len(loss_history):
-        plots.plot_loss(loss_history, run_dir / "loss.png", per_level_loss)
+        plots.plot_loss(loss_history, run_dir / "loss.png", per_level_loss, title)
     if comparison:
         plots.plot_sampler_comparison(
             [(t, dataset.to_data_units(s[np.isfinite(s).all(axis=1)])) for t, s in comparison],
-            target, sample_lims, names, run_dir / "sampler_comparison.png",
+            target, sample_lims, names, run_dir / "sampler_comparison.png", title,
         )
     return report
