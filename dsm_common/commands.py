@@ -19,7 +19,7 @@ from dsm_common.finish import DATA_KEYS, finish_run
 from dsm_common.generate import Backend
 from dsm_common.registry import OBJECTIVES, SAMPLERS
 from dsm_common.transform import check_transform, fingerprint, in_training_space, ungraded_dataset
-from dsm_common.validation import DivergedError, DSMInputError
+from dsm_common.validation import DivergedError, DSMInputError, RunInterrupted
 
 __all__ = ["FIT_INTERRUPTED", "SAMPLE_INTERRUPTED", "cli_errors", "check_run_dir",
            "check_sample_dir", "check_legacy_options", "summary_line", "sample_command",
@@ -35,11 +35,15 @@ SAMPLE_INTERRUPTED = "the output folder is marked unfinished (status.json); the 
 def cli_errors(prog: str, fn: Callable[[], Any], interrupted: str = "") -> Any:
     """Run ``fn``; turn a DSMInputError into one line on stderr and exit status 2, a DivergedError
     (non-finite loss or samples) into one line and exit status 3, and Ctrl-C (KeyboardInterrupt)
-    into one line, ``interrupted`` saying how to go on, and exit status 130 (the shell's 128 + SIGINT)."""
+    into one line and exit status 130 (the shell's 128 + SIGINT), with ``interrupted`` saying how
+    to go on when a run folder was marked interrupted (RunInterrupted)."""
     try:
         return fn()
-    except KeyboardInterrupt:
+    except RunInterrupted:
         print(f"{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted before the run started", file=sys.stderr)
         raise SystemExit(130) from None
     except DivergedError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
@@ -84,11 +88,16 @@ def check_run_dir(run_dir: str | Path, framework: str, overwrite: bool = False, 
         DSMInputError: the directory is a file or cannot be written to, holds the other framework's
             run, or holds a run and neither ``overwrite`` nor ``resume`` is set.
     """
+    if overwrite and resume:
+        raise DSMInputError("--overwrite=true replaces a run and --ckpt_path resumes one: pass one of them, not both")
     run_dir = check_writable(run_dir, "trainer.default_root_dir")
     status = read_status(run_dir)
     checkpoints = [p for p in (run_dir / "checkpoints").glob("last*") if p.suffix in (".ckpt", ".msgpack")]
-    holds_run = status is not None or (run_dir / "weights.safetensors").is_file() or bool(checkpoints)
-    if not holds_run:
+    weights = (run_dir / "weights.safetensors").is_file()
+    if not (status is not None or weights or checkpoints):
+        return run_dir
+    if not (weights or checkpoints) and (status or {}).get("status") != "complete" and not resume:
+        clear_run_files(run_dir)  # stopped before its first checkpoint: nothing of it is worth keeping
         return run_dir
     owner = _owner(run_dir)
     if owner and owner != framework:
@@ -128,7 +137,9 @@ def check_sample_dir(out: Path, overwrite: bool = False) -> Path:
             (read_status(out) or {}).get("command", "sample") != "sample":
         raise DSMInputError(f"--out {out} holds a training run; sample into another folder (default: WEIGHTS_DIR/sample)")
     if ((out / "metrics.json").is_file() or read_status(out) is not None) and not overwrite:
-        raise DSMInputError(f"--out {out} holds an earlier sample run (metrics.json); pass --overwrite=true to replace it")
+        state = (read_status(out) or {}).get("status", "complete")
+        what = "an earlier sample run (metrics.json)" if state == "complete" else f"an unfinished sample run ({state})"
+        raise DSMInputError(f"--out {out} holds {what}; pass --overwrite=true to replace it")
     return out
 
 
@@ -191,6 +202,8 @@ def summary_line(m: dict[str, Any]) -> str:
     parts = []
     for k in keys:
         v = m.get(k)
+        if v is None:  # not measured by this run (e.g. training times after sample): left out
+            continue
         if isinstance(v, float):
             v = f"{v:.4g}"
         elif isinstance(v, list):
@@ -295,7 +308,14 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
     for dotted, _ in options:
         if args.get(dotted) is not None:
             _set(tree, dotted, args.get(dotted))
-    cfg = SamplerConfig.from_dict(tree["sampler"]).validate()
+    cfg = SamplerConfig.from_dict(tree["sampler"])
+    try:
+        cfg.validate()
+    except DSMInputError as err:  # in this command's spelling, and where the value came from
+        option = str(err).split()[0].replace("model.sampler.", "sampler.")
+        given = next((d for d, _ in options if option == d), None)
+        source = "" if given and args.get(given) is not None else f" (a setting stored in {args.weights})"
+        raise DSMInputError(str(err).replace("model.sampler.", "--sampler.") + source) from None
     name = cfg.name or default
     if SAMPLERS[name].conditioning == "sigma" and not backend.conditional:  # in the words of this command
         raise DSMInputError(f"--sampler.name={name} needs a network conditioned on σ, and {args.weights} holds one "
@@ -334,6 +354,12 @@ def parser_error_line(message: str) -> str:
     key = re.search(r'Parser key "([^"]+)"', message)
     nested = re.search(r"NestedArg\(key='([^']+)', val='((?:[^'\\]|\\.)*)'\)", message)
     expected = re.search(r"Expected a (.+?)\. Got value: (.*)", message)
+    if expected is None:  # an Optional[...] option: the non-None type, and the value given
+        kinds = [k for k in re.findall(r"Expected a (<class '\w+'>|typing\.Literal\[.*?\])", message)
+                 if k != "<class 'NoneType'>"]
+        given = re.search(r"Given value: (?!NestedArg)(.*)", message)
+        if kinds and given:
+            expected = re.match(r"(.+)\x00(.*)", f"{kinds[0]}\x00{given.group(1).strip()}")
     unexpected = re.search(r"Option '[^']+' is not accepted|unrecognized arguments", message)
     if key:
         option = key.group(1) + (f".{nested.group(1)}" if nested else "")

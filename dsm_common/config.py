@@ -176,9 +176,11 @@ class AnnealedLangevinSettings:
 
 def _annealed_demo(s: AnnealedLangevinSettings, steps: int, step_size: float, keep: int, n_levels: int):
     """The trajectory demo of annealed Langevin: ``steps`` split evenly over the levels, no
-    denoising step, states kept within each level."""
+    denoising step, states kept within each level, at the sampler's own ε (its steps are
+    α_i = ε σ_i²/σ_L²: the plain demo's ``step_size`` would make the first levels' steps leap far
+    off the data)."""
     per_level = max(steps // n_levels, 1)
-    return AnnealedLangevinSettings(step_size, per_level, False), min(keep, per_level)
+    return AnnealedLangevinSettings(s.step_size, per_level, False), min(keep, per_level)
 
 
 SAMPLERS.register("langevin", SamplerSpec(
@@ -210,7 +212,8 @@ class SamplerConfig:
         langevin: settings of ``langevin``.
         annealed_langevin: settings of ``annealed_langevin``.
         trajectory_steps: network evaluations of the one-chain trajectory demo from the origin (0: none).
-        trajectory_step_size: ε of the trajectory demo.
+        trajectory_step_size: ε of the trajectory demo of plain Langevin (annealed Langevin's demo
+            takes the sampler's own ε).
         trajectory_keep_every: keep every k-th state of the trajectory demo.
         plain_step_size: multi-scale models: ε of the plain-Langevin comparison run (``s(x, σ_L)``,
             as many evaluations as the sampler, same initial states); None: ``langevin.step_size``.
@@ -342,7 +345,8 @@ def check_sampler_memory(sampler: SamplerConfig, hidden_dims: list[int], memory:
     Raises:
         DSMInputError: naming ``model.sampler.n_chains`` (or ``trajectory_steps``) and the memory it needs.
     """
-    check_fits_memory("model.sampler.n_chains", sampler.n_chains, 4 * (6 + 3 * sum(hidden_dims)), memory)
+    check_fits_memory(f"model.sampler.n_chains={sampler.n_chains} with model.hidden_dims", sampler.n_chains,
+                      4 * (6 + 3 * sum(hidden_dims)), memory, shown=list(hidden_dims))
     if sampler.trajectory_steps:  # the demo keeps one float32 state (2 values) every trajectory_keep_every steps
         check_fits_memory("model.sampler.trajectory_steps", sampler.trajectory_steps // sampler.trajectory_keep_every,
                           8, memory, shown=sampler.trajectory_steps)

@@ -19,7 +19,8 @@ Any other string is read as a file; points are always kept in the *training spac
   unreadable file (the OS reason is given) and a CSV file that is not UTF-8 text (a NUL byte or an
   invalid UTF-8 sequence, with its byte offset).
 * **Encoding**: UTF-8; a leading byte-order mark (as Excel writes it) is dropped.
-* **Lines**: blank lines, and lines of nothing but commas and spaces, are skipped; every message
+* **Lines**: blank lines (nothing but spaces) are skipped, while a line of empty cells (``,``) is a
+  row of missing values; every message
   names the file's own line number (1-based, as an editor shows it, blank lines counted; a quoted
   field spanning lines is named by the line it starts on). A row with a different number of fields
   than the first row is refused.
@@ -196,12 +197,12 @@ def _pick_columns(path: Path, header: list[str], columns: Sequence[str | int] | 
     if columns is None:
         if n_cols != 2:
             raise DSMInputError(
-                f"{path}: has {n_cols} columns ({', '.join(header)}); choose two with "
+                f"{path}: has {n_cols} column{'s' * (n_cols != 1)} ({', '.join(header)}); choose two with "
                 "--data.columns=[NAME_OR_INDEX,NAME_OR_INDEX]"
             )
         return [0, 1]
     if len(columns) != 2:
-        raise DSMInputError(f"columns must name exactly two columns, got {list(columns)!r}")
+        raise DSMInputError(f"data.columns must name exactly two columns, got {list(columns)!r}")
     picks = []
     for col in columns:
         if isinstance(col, int) or (isinstance(col, str) and col.isdigit() and col not in header):
@@ -213,6 +214,8 @@ def _pick_columns(path: Path, header: list[str], columns: Sequence[str | int] | 
         else:
             raise DSMInputError(f"{path}: no column named {col!r}; the columns are {', '.join(header)}")
         picks.append(idx)
+    if picks[0] == picks[1]:
+        raise DSMInputError(f"{path}: data.columns={list(columns)!r} names the same column twice; choose two columns")
     return picks
 
 
@@ -244,7 +247,7 @@ def _read_csv(path: Path, columns, header_mode: str | bool, drop_missing: bool) 
     try:
         for cells in reader:
             start, last = last + 1, reader.line_num
-            if any(c.strip() for c in cells):
+            if len(cells) > 1 or (cells and cells[0].strip()):  # a row of empty cells is missing values, not blank
                 rows.append((start, cells))
     except csv.Error as err:
         raise DSMInputError(f"{path}: line {reader.line_num} is not readable as CSV ({err})") from None
@@ -271,7 +274,7 @@ def _read_csv(path: Path, columns, header_mode: str | bool, drop_missing: bool) 
     missing_in: set[int] = set()  # chosen columns in which a missing value was found
     for line, r in body:
         if len(r) != n_cols:
-            raise DSMInputError(f"{path}: line {line} has {len(r)} fields, expected {n_cols}")
+            raise DSMInputError(f"{path}: line {line} has {len(r)} field{'s' * (len(r) != 1)}, expected {n_cols}")
         row_missing = False
         for j, idx in enumerate(picks):
             text = r[idx].strip()
@@ -345,13 +348,15 @@ def read_points_file(
     return table.points, table.names
 
 
-def _too_large(name: str, label: str | int, values: np.ndarray) -> DSMInputError:
+def _too_large(name: str, label: str | int, values: np.ndarray, lines: list[int] | None = None) -> DSMInputError:
+    i = int(np.argmax(np.abs(values)))
+    where = f"row {lines[i]}, " if lines is not None else ""
     return DSMInputError(
-        f"{name}: column {label!r} holds values up to {np.abs(values).max():.3g}, too large to standardise; rescale the data"
+        f"{name}: {where}column {label!r} holds {values[i]:.3g}, too large to standardise; rescale the data"
     )
 
 
-def _standardised(name: str, raw: np.ndarray, standardize: bool, labels=(0, 1), **kw) -> Dataset2D:
+def _standardised(name: str, raw: np.ndarray, standardize: bool, labels=(0, 1), lines=None, **kw) -> Dataset2D:
     if standardize:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # overflow is checked below
             shift = raw.mean(axis=0)
@@ -359,12 +364,12 @@ def _standardised(name: str, raw: np.ndarray, standardize: bool, labels=(0, 1), 
             pts = (raw - shift) / scale
         for j in range(2):
             if not (np.isfinite(shift[j]) and np.isfinite(scale[j])):
-                raise _too_large(name, labels[j], raw[:, j])
+                raise _too_large(name, labels[j], raw[:, j], lines)
         if np.any(scale == 0):
             raise DSMInputError(f"{name}: an axis is constant, so it cannot be standardised")
         for j in range(2):
             if not np.isfinite(pts[:, j]).all():
-                raise _too_large(name, labels[j], raw[:, j])
+                raise _too_large(name, labels[j], raw[:, j], lines)
     else:
         shift, scale = np.zeros(2), np.ones(2)
         pts = raw
@@ -447,7 +452,7 @@ def load_dataset(
     table = _read_table(dataset, columns, header, drop_missing)
     if standardize is False:
         _check_raw_range(table, str(dataset))
-    return _standardised(str(dataset), table.points, standardize is not False, labels=table.labels,
+    return _standardised(str(dataset), table.points, standardize is not False, labels=table.labels, lines=table.lines,
                          axis_names=table.names, dropped_rows=table.dropped)
 
 

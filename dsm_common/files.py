@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from dsm_common.validation import DivergedError, DSMInputError
+from dsm_common.validation import DivergedError, DSMInputError, RunInterrupted
 
 __all__ = ["atomic_path", "write_text_atomic", "write_status", "read_status", "RUN_FILES", "STATUS_FILE",
            "check_writable", "clear_run_files", "run_phase"]
@@ -54,10 +54,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)  # readable as any other file the user writes
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _default_mode() -> int:
+    """What ``open()`` would give a new file here: 0o666 less the umask (``mkstemp`` gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_mode()
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -90,13 +101,17 @@ def read_status(run_dir: str | Path) -> dict[str, Any] | None:
 def check_writable(folder: str | Path, option: str) -> Path:
     """Raise DSMInputError (naming ``option`` and the folder) unless ``folder`` can be created and
     written to: a file in its place, or a folder without write permission, is refused before any
-    work is done."""
+    work is done. Nothing is created (the folder is made when the run first writes into it)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise DSMInputError(f"{option} {folder} is a file, not a folder")
+    existing = folder  # probe the folder, or the nearest folder above it that exists: nothing is created
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DSMInputError(f"{option} {folder} cannot be created: {existing} is a file, not a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
@@ -124,7 +139,8 @@ def clear_run_files(run_dir: str | Path, checkpoint_suffixes: tuple[str, ...] = 
 @contextmanager
 def run_phase(run_dir: str | Path, phase: str, **extra: Any) -> Iterator[None]:
     """Mark ``run_dir`` as ``running`` ``phase`` for the block; a DivergedError leaves it marked
-    ``diverged``, a KeyboardInterrupt ``interrupted`` and any other error ``failed`` (all re-raised).
+    ``diverged``, a KeyboardInterrupt ``interrupted`` (re-raised as RunInterrupted) and any other
+    error ``failed`` (all re-raised).
     A SIGKILL leaves it ``running``: not ``complete`` in every case."""
     write_status(run_dir, "running", phase, **extra)
     try:
@@ -134,7 +150,7 @@ def run_phase(run_dir: str | Path, phase: str, **extra: Any) -> Iterator[None]:
         raise
     except KeyboardInterrupt:
         write_status(run_dir, "interrupted", phase)
-        raise
+        raise RunInterrupted from None
     except Exception:
         write_status(run_dir, "failed", phase)
         raise

@@ -84,11 +84,22 @@ def finish_run(run_dir: str | Path, backend: Backend, sampler_name: str, model_s
     target_sigma = float(sigmas[-1])
     label = f"σ_L = {target_sigma:.3g}" if backend.conditional else f"σ = {target_sigma:.3g}"
     info = dict(info, sample_seconds=gen.sample_seconds, sampler=gen.sampler, nfe=gen.nfe)
+    objective = (model_settings or {}).get("objective") or ("ncsn" if backend.conditional else "dsm")
+    title = f"{backend.framework} · {objective} · {gen.describe}"
+    shown = sigmas if len(sigmas) < 3 else sigmas[[0, len(sigmas) // 2, -1]]  # largest, middle, smallest
+    if gen.trajectory_sigma is not None:
+        colour = (gen.trajectory_sigma, "noise level σ of the step", True)
+        chain = f"one {gen.describe.split(',')[0]} chain from the origin, through its levels"
+    else:
+        colour = (gen.trajectory_step, "sampler step", False) if gen.trajectory_step is not None else None
+        chain = f"one {gen.describe.split(',')[0]} chain from the origin"
     with run_phase(run_dir, "writing outputs"):
         metrics = write_run_outputs(
             run_dir, framework=backend.framework, dataset=dataset, samples=gen.samples, target_sigma=target_sigma,
             noise_label=label, score_fn=backend.score_at(target_sigma), trajectory=gen.trajectory,
             loss_history=loss_history, per_level_loss=per_level, comparison=gen.comparison, info=info,
+            title=title, score_at=backend.score_at if backend.conditional else None, score_sigmas=shown,
+            noised_sigmas=shown[:2] if backend.conditional else (), trajectory_colour=colour, trajectory_title=chain,
         )
     if metrics["nonfinite_samples"]:
         value = getattr(sampler.settings(gen.sampler), "step_size", None)

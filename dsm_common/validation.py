@@ -23,6 +23,7 @@ __all__ = [
     "check_choice",
     "require_randomness",
     "DivergedError",
+    "RunInterrupted",
     "diverged_training_message",
 ]
 
@@ -34,6 +35,11 @@ class DSMInputError(ValueError):
 class DivergedError(RuntimeError):
     """A run whose training loss or samples are not finite; the message names the likely setting.
     The command lines print it as one line and exit with status 3."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a run folder was marked as working (``dsm_common.files.run_phase``): the
+    folder is now marked ``interrupted``, and the command lines say how to go on."""
 
 
 def check_positive(name: str, value: object) -> float:
@@ -126,10 +132,13 @@ def check_points(points: np.ndarray, source: str) -> np.ndarray:
     return arr
 
 
-def diverged_training_message(epoch: int, loss: float, lr: float) -> str:
-    """The one line both frameworks print when an epoch's mean training loss is not finite."""
-    return (f"training diverged: the mean loss of epoch {epoch} is {loss}; try a smaller model.lr (now {lr:g}); "
-            "the last checkpoint written before it is kept (--ckpt_path last resumes from it)")
+def diverged_training_message(epoch: int, loss: float, lr: float, checkpoint: bool = True) -> str:
+    """The one line both frameworks print when an epoch's mean training loss is not finite;
+    ``checkpoint``: whether a checkpoint was written before it (else the run starts afresh)."""
+    kept = ("the last checkpoint written before it is kept (--ckpt_path last resumes from it)" if checkpoint
+            else "no checkpoint was written before it, so the same command starts afresh")
+    return (f"training diverged: the mean loss of epoch {epoch} is {loss}; try a smaller model.lr (now {lr:g}) "
+            f"or standardised data (data.standardize=true); {kept}")
 
 
 def require_randomness(fn: str, rng: object, *drawn: object) -> None:

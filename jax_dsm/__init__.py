@@ -2,11 +2,29 @@
 samplers and a compiled training loop. Mirror of ``torch_dsm``; imports neither torch nor
 Lightning."""
 
-from jax_dsm.data import DSMDataModule
-from jax_dsm.losses import dsm_loss, ncsn_loss
-from jax_dsm.models import ScoreMLP
-from jax_dsm.module import DSMModule
-from jax_dsm.sampling import annealed_langevin, langevin
-from jax_dsm.trainer import Trainer
+from __future__ import annotations
 
-__all__ = ["DSMDataModule", "DSMModule", "Trainer", "ScoreMLP", "dsm_loss", "ncsn_loss", "langevin", "annealed_langevin"]
+import importlib
+
+# Imported on first use (PEP 562), so that ``import jax_dsm`` alone, as the console script does
+# before it can answer Ctrl-C, does not yet import the framework.
+_EXPORTS = {
+    "DSMDataModule": "jax_dsm.data",
+    "dsm_loss": "jax_dsm.losses",
+    "ncsn_loss": "jax_dsm.losses",
+    "ScoreMLP": "jax_dsm.models",
+    "DSMModule": "jax_dsm.module",
+    "annealed_langevin": "jax_dsm.sampling",
+    "langevin": "jax_dsm.sampling",
+    "Trainer": "jax_dsm.trainer",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -117,10 +117,12 @@ def fit_main(argv: list[str]) -> dict:
     run_dir = check_run_dir(trainer.default_root_dir, "jax", cfg.overwrite, cfg.ckpt_path is not None)
     if cfg.ckpt_path is not None:
         path = trainer.checkpoint_path if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+        if path.is_dir():
+            raise DSMInputError(f"--ckpt_path {path} is a folder, not a checkpoint file")
         if not path.is_file():
             hint = " (nothing to resume; drop --ckpt_path to start afresh)" if cfg.ckpt_path == "last" else ""
             raise DSMInputError(f"checkpoint not found: {path}{hint}")  # the torch side's words
-        check_checkpoint(path, module)
+        check_checkpoint(path, module, trainer.max_epochs)
     write_text_atomic(run_dir / "config.yaml", parser.dump(cfg, skip_validation=True))
 
     t0 = time.perf_counter()
@@ -141,26 +143,33 @@ def fit_main(argv: list[str]) -> dict:
     return metrics
 
 
-def check_checkpoint(path: Path, module: DSMModule) -> None:
+def check_checkpoint(path: Path, module: DSMModule, max_epochs: int) -> None:
     """Refuse, before anything is written, a file that is not a ``jax_dsm`` training checkpoint or
-    whose network has other layer widths than ``module``'s. Mirror: ``torch_dsm.cli.check_checkpoint``.
+    whose network has other layer widths than ``module``'s, or that has trained more epochs than
+    ``max_epochs`` (``trainer.max_epochs``). Mirror: ``torch_dsm.cli.check_checkpoint``.
 
     Raises:
-        DSMInputError: naming the file, and the widths found and expected.
+        DSMInputError: naming the file, and the widths (or epochs) found and expected.
     """
     from flax import serialization
 
     try:
-        params = serialization.msgpack_restore(path.read_bytes())["state"]["params"]
+        payload = serialization.msgpack_restore(path.read_bytes())
+        params = payload["state"]["params"]
+        done = int(payload.get("epoch", 0))
         kernels = [np.shape(params[f"dense_{i}"]["kernel"]) for i in range(len(params))]
         found = [int(kernels[0][0])] + [int(k[1]) for k in kernels]
     except Exception as err:  # msgpack raises many types for a file that is not a checkpoint
-        raise DSMInputError(f"{path}: not a checkpoint of this project's model ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        reason = str(err).splitlines()[0] if str(err).strip() else ""
+        raise DSMInputError(f"{path}: not a checkpoint of this project's model ({type(err).__name__}"
+                            f"{': ' + reason if reason else ''})") from None
     expected = [module.model.dim + int(module.model.conditional), *module.model.hidden_dims, module.model.dim]
     if found != expected:
         raise DSMInputError(f"{path}: the checkpoint's network has layer widths {found}, the model expects {expected}; "
                             "resume with the settings it was trained with (its run's config.yaml)")
+    if done > max_epochs:
+        raise DSMInputError(f"{path}: the checkpoint has trained {done} epochs, more than trainer.max_epochs={max_epochs}; "
+                            f"resume with trainer.max_epochs of at least {done}")
 
 
 def load_backend(path: str) -> tuple[JaxBackend, dict]:

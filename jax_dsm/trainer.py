@@ -155,7 +155,7 @@ class Trainer:
                 if not np.all(np.isfinite(losses)):  # before saving: the checkpoint on disk stays finite
                     bad = int(np.argmin(np.isfinite(losses)))
                     raise DivergedError(diverged_training_message(self.current_epoch + bad + 1, float(losses[bad]),
-                                                                  module.hparams["lr"]))
+                                                                  module.hparams["lr"], self.checkpoint_path.is_file()))
                 self.loss_history.extend(float(v) for v in losses)
                 self.current_epoch += n_epochs
                 self._save(state, key, module.sigmas)

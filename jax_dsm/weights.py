@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import numpy as np
 
+from dsm_common.validation import DSMInputError
 from dsm_common.weights import check_canonical, check_widths, layer_dims, load_canonical, network_layout, save_canonical
 from jax_dsm.models import ScoreMLP
 
@@ -67,5 +68,8 @@ def load_weights(path: str | Path) -> tuple[ScoreMLP, dict[str, Any], dict[str, 
         ``(model, variables, config)``. Raises DSMInputError on a missing or malformed file.
     """
     params, config = load_canonical(path)
-    model, variables = from_canonical(params, config=config)
+    try:
+        model, variables = from_canonical(params, config=config)
+    except DSMInputError as err:  # name the file
+        raise DSMInputError(f"{path}: {err}") from None
     return model, variables, config

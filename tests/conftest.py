@@ -72,9 +72,22 @@ def tiny_fit_args(root: Path | str, *extra: str, epochs: int = 2) -> list[str]:
     ]
 
 
+def refresh_log_streams() -> None:
+    """Point log handlers that hold an earlier test's captured (closed) stream at the current
+    ``sys.stderr`` (Lightning binds its handlers to the stderr of the test that imported it)."""
+    import logging
+
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+                handler.stream = sys.stderr
+
+
 def run_torch_cli_inprocess(args: list[str]) -> None:
     """``torch_dsm.cli.main(args)`` in this process (saves the ~6 s interpreter + torch start-up)."""
     import torch
+
+    refresh_log_streams()
 
     from torch_dsm.cli import main
 
@@ -164,13 +177,7 @@ def cli_main(framework: str):
 
 def fails_in_one_line(framework: str, args: list[str], capsys, code: int = 2) -> str:
     """Run ``main(args)``; assert exit status ``code`` and one error line; return that line."""
-    import logging
-
-    # Lightning's log handlers may still hold an earlier test's captured (closed) stream.
-    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
-                handler.stream = sys.stderr
+    refresh_log_streams()
     with pytest.raises(SystemExit) as exit_:
         cli_main(framework)(args)
     assert exit_.value.code == code

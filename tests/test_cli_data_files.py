@@ -41,7 +41,8 @@ def rows(a: int, b: int | None = None) -> str:
      "row 9, column 'y' holds 'abc', which is not a number"),  # blank lines counted
     ("inf.csv", ROWS + "inf,1\n", "row 41, column '0' holds 'inf'; every value must be finite"),
     ("fields.csv", "x,y\n" + rows(0, 10) + "1,2,3\n" + rows(10), "line 12 has 3 fields, expected 2"),
-    ("huge.csv", "x,y\n" + ROWS + "1e307,1\n", "column 'x' holds values up to 1e+307, too large to standardise"),
+    ("huge.csv", "x,y\n" + ROWS + "1e307,1\n", "row 42, column 'x' holds 1e+307, too large to standardise"),
+    ("comma.csv", "x,y\n" + rows(0, 3) + ",\n" + rows(3), "row 5, column 'x' holds '', a missing value"),
     ("binary.csv", b"x,y\n1,2\n\x00\x01\x02", "not a text CSV file (binary content: a NUL byte at byte offset 8)"),
     ("points.npz", b"PK\x03\x04", "unsupported file type '.npz'"),
 ])

@@ -58,7 +58,7 @@ def test_npy_file(tmp_path):
         ("x,y\n1,2\n3,4\n5,abc\n", None, ["row 4", "'y'", "'abc'", "not a number"]),
         ("x,y\n1,2\nnan,4\n", None, ["row 3", "'x'", "'nan'", "finite"]),
         ("1,2\n3,-inf\n", None, ["row 2", "'1'", "'-inf'", "finite"]),
-        ("x,y\n1,2\n3\n", None, ["line 3", "1 fields"]),
+        ("x,y\n1,2\n3\n", None, ["line 3", "1 field, expected 2"]),
         ("", None, ["empty"]),
     ],
 )

@@ -99,7 +99,7 @@ def test_line_numbers_after_blank_lines(tmp_path):
     f = _write(tmp_path / "p.csv", "x,y\n\n1,2\n   \n\n3,abc\n")
     assert _error(read_points_file, f) == f"{f}: row 6, column 'y' holds 'abc', which is not a number"
     f = _write(tmp_path / "q.csv", "\n\nx,y\n1,2\n\n3\n")
-    assert _error(read_points_file, f) == f"{f}: line 6 has 1 fields, expected 2"
+    assert _error(read_points_file, f) == f"{f}: line 6 has 1 field, expected 2"
 
 
 def test_line_numbers_after_a_quoted_multiline_field(tmp_path):
@@ -133,12 +133,15 @@ def test_missing_tokens_refused_then_dropped(tmp_path, capsys, token):
 
 
 def test_drop_missing_counts_rows_and_names_the_columns(tmp_path, capsys):
-    f = _write(tmp_path / "p.csv", "a,b\n1,\nNA,2\n,\n3,4\n5,n/a\n")  # ",": a blank row, skipped, not counted
+    f = _write(tmp_path / "p.csv", "a,b\n1,\nNA,2\n,\n3,4\n5,n/a\n\n")  # ",": a row of two missing values
     pts, names = read_points_file(f, drop_missing=True)
     np.testing.assert_array_equal(pts, [[3, 4]])
     assert names == ("a", "b")
-    assert capsys.readouterr().err == f"{f}: dropped 3 of 4 rows with a missing value in column(s) 'a', 'b'\n"
-    assert load_dataset(str(f), drop_missing=True, standardize=False).dropped_rows == 3
+    assert capsys.readouterr().err == f"{f}: dropped 4 of 5 rows with a missing value in column(s) 'a', 'b'\n"
+    assert load_dataset(str(f), drop_missing=True, standardize=False).dropped_rows == 4
+    f = _write(tmp_path / "r.csv", "a,b\n1,2\n , \n3,4\n")  # refused by default, by its line
+    assert _error(read_points_file, f) == (f"{f}: row 3, column 'a' holds '', a missing value (every value must be "
+                                           "a finite number); --data.drop_missing=true drops such rows")
     assert load_dataset(str(_write(tmp_path / "q.csv", "a,b\n1,2\n3,4\n"))).dropped_rows == 0
 
 
@@ -245,11 +248,11 @@ def test_unreadable_file(tmp_path, name):
 def test_values_too_large_to_standardise(tmp_path):
     f = _write(tmp_path / "p.csv", "x,y\n1e307,1\n-1e307,2\n5e306,3\n")
     tail = "too large to standardise; rescale the data"
-    assert _error(load_dataset, str(f)) == f"{f}: column 'x' holds values up to 1e+307, {tail}"
+    assert _error(load_dataset, str(f)) == f"{f}: row 2, column 'x' holds 1e+307, {tail}"
     f = _write(tmp_path / "q.csv", "1,1e200\n2,-1e200\n3,0\n")  # the mean is finite, the variance overflows
-    assert _error(load_dataset, str(f)) == f"{f}: column '1' holds values up to 1e+200, {tail}"
+    assert _error(load_dataset, str(f)) == f"{f}: row 1, column '1' holds 1e+200, {tail}"
     np.save(tmp_path / "p.npy", np.array([[0.0, 1e308], [1.0, -1e308]]))
-    assert _error(load_dataset, str(tmp_path / "p.npy")) == f"{tmp_path / 'p.npy'}: column 1 holds values up to 1e+308, {tail}"
+    assert _error(load_dataset, str(tmp_path / "p.npy")) == f"{tmp_path / 'p.npy'}: column 1 holds 1e+308, {tail}"
 
 
 def test_moderate_large_values_still_read(tmp_path):

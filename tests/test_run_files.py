@@ -57,6 +57,11 @@ elif phase in ("saving weights", "writing outputs"):
 elif phase == "sampling":
     import dsm_common.finish as fin
     fin.run_samplers = fault_now
+elif phase == "start-up":  # before the run folder is touched
+    import dsm_common.commands as commands
+    commands.check_run_dir = fault_now
+    import torch_dsm.cli, jax_dsm.cli
+    torch_dsm.cli.check_run_dir = jax_dsm.cli.check_run_dir = fault_now
 if framework == "torch":
     import torch
     torch.set_num_threads(1)
@@ -160,3 +165,74 @@ def test_a_finished_run_is_marked_complete(framework, tmp_path):
     assert status["framework"] == framework and status["command"] == "fit"
     leftovers = [p.name for p in run.rglob(".*.tmp*")]
     assert leftovers == []  # the atomic writers leave no temporary file behind
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_ctrl_c_before_the_run_starts_says_so(framework, tmp_path):
+    run = tmp_path / "run"
+    proc = _faulty("start-up", framework, "interrupt", tiny_fit_args(run, epochs=1))
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"dsm-{framework}: interrupted before the run started"
+    assert not run.exists()
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_afresh(tmp_path, capsys):
+    """Nothing of it is worth keeping (no checkpoint, no weights): the same command starts again."""
+    from dsm_common.files import write_status
+    from jax_dsm.cli import main
+
+    run = tmp_path / "run"
+    write_status(run, "interrupted", "training", framework="jax", command="fit")
+    (run / "config.yaml").write_text("old: settings\n")
+    main(tiny_fit_args(run, epochs=1))
+    assert _status(run)["status"] == "complete" and "old: settings" not in (run / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_overwrite_and_resume_together_are_refused(framework, tmp_path, capsys):
+    from conftest import fails_in_one_line
+
+    run = tmp_path / "run"
+    line = fails_in_one_line(framework, [*tiny_fit_args(run, epochs=1), "--overwrite=true", "--ckpt_path", "last"], capsys)
+    assert line.endswith("--overwrite=true replaces a run and --ckpt_path resumes one: pass one of them, not both")
+    assert not run.exists()
+
+
+def test_output_files_have_the_users_usual_permissions(tmp_path):
+    """Atomic writes go through a private temporary file; the files in place are as open() makes them."""
+    import os
+
+    from dsm_common.files import atomic_path, write_text_atomic
+
+    mask = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "a.json", "{}")
+        with atomic_path(tmp_path / "b.npy") as tmp:
+            np.save(tmp, np.zeros(2))
+        assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "b.npy").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(mask)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_ctrl_c_while_the_framework_is_imported_is_one_line(framework, monkeypatch, capsys):
+    """The console script imports its command line inside its own Ctrl-C handling: a
+    KeyboardInterrupt during that import (torch or JAX loading) is answered like a later one."""
+    import importlib
+    import importlib.abc
+
+    class InterruptingImport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == f"{framework}_dsm.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, f"{framework}_dsm.cli", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [InterruptingImport(), *sys.meta_path])
+    console = importlib.import_module(f"{framework}_dsm.console")
+    with pytest.raises(SystemExit) as exit_:
+        console.main()
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == f"dsm-{framework}: interrupted before the run started\n"

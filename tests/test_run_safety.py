@@ -61,7 +61,11 @@ def test_diverged_training_stops_with_the_learning_rate_named(framework, tmp_pat
     assert len(lines) == 1, proc.stderr[-2000:]
     line = lines[0]
     assert f"dsm-{framework}: error: training diverged: the mean loss of epoch" in line
-    assert "model.lr (now 1000)" in line and "--ckpt_path last" in line
+    assert "model.lr (now 1000)" in line
+    if list((run / "checkpoints").glob("last.*")):  # the message says what there is to resume from
+        assert "the last checkpoint written before it is kept (--ckpt_path last resumes from it)" in line
+    else:
+        assert line.endswith("no checkpoint was written before it, so the same command starts afresh")
     assert not (run / "weights.safetensors").exists() and not (run / "metrics.json").exists()
     for ckpt in (run / "checkpoints").glob("last.*"):
         if ckpt.suffix == ".ckpt":

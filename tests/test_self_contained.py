@@ -186,7 +186,7 @@ def test_a_checkpoint_of_random_bytes_is_refused(framework, tmp_path, capsys):
     ("--model.dsm.sigm=1", "no option --model.dsm.sigm (given '1')"),
     (f"--trainer.max_epochs={10**23}", f"trainer.max_epochs must be at most {INT_LIMIT}, got {10**23}"),
     (f"--model.sampler.langevin.n_steps={10**12}", f"model.sampler.langevin.n_steps must be at most {INT_LIMIT}"),
-    (f"--model.sampler.n_chains={2**31 - 2}", f"model.sampler.n_chains={2**31 - 2} needs about"),
+    (f"--model.sampler.n_chains={2**31 - 2}", f"model.sampler.n_chains={2**31 - 2} with model.hidden_dims=[256, 256] needs"),
     ("--model.hidden_dims=[1000000,1000000]", "model.hidden_dims=[1000000, 1000000] needs about"),
 ])
 def test_bad_options_are_one_line_before_training(framework, option, expected, tmp_path, capsys):
@@ -211,3 +211,43 @@ def test_torch_threads_option_is_checked_before_training(tmp_path, capsys):
     line = _fails("torch", tiny_fit_args(run, "--torch_threads=0", epochs=1), capsys)
     assert line == "dsm-torch: error: torch_threads must be a positive integer, got 0"
     assert not (run / "status.json").exists()
+
+
+def test_the_memory_check_names_what_the_memory_goes_to():
+    from dsm_common.config import SamplerConfig, check_sampler_memory
+    from dsm_common.validation import DSMInputError
+
+    # 50 chains × 4 bytes × (6 + 3 × 10⁸) = 60 GB, against half of 16 GiB
+    with pytest.raises(DSMInputError, match=r"^model\.sampler\.n_chains=50 with model\.hidden_dims=\[100000000\] "
+                                            r"needs about 55\.9 GiB, more than half of this machine's 16 GiB"):
+        check_sampler_memory(SamplerConfig(n_chains=50), [10**8], memory=16 * 2**30)
+    check_sampler_memory(SamplerConfig(n_chains=50), [256, 256], memory=16 * 2**30)  # 0.15 MB: fine
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_sample_names_options_as_it_spells_them(framework, finished, tmp_path, capsys):
+    weights = finished["jax"] / "weights.safetensors"
+    base = ["sample", f"--weights={weights}", f"--out={tmp_path / 'out'}"]
+    line = _fails(framework, [*base, "--sampler.n_chains=0"], capsys)
+    assert line.endswith("error: --sampler.n_chains must be a positive integer, got 0"), line
+    line = _fails(framework, [*base, "--sampler.langevin.step_size=nan"], capsys)
+    assert "--sampler.langevin.step_size must be a finite number, got 'nan'" in line, line
+    # a bad value stored in the weight file is named as such
+    from dsm_common.weights import load_canonical, save_canonical
+
+    params, stored = load_canonical(weights)
+    stored["sampler"]["n_chains"] = -5
+    bad = save_canonical(tmp_path / "bad.safetensors", params, stored)
+    line = _fails(framework, ["sample", f"--weights={bad}", f"--out={tmp_path / 'out'}"], capsys)
+    assert line.endswith(f"--sampler.n_chains must be a positive integer, got -5 (a setting stored in {bad})"), line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_resuming_with_fewer_epochs_than_trained_is_refused(framework, finished, capsys):
+    run = finished[framework]
+    before = _snapshot(run)
+    line = _fails(framework, [*tiny_fit_args(run, epochs=1), "--ckpt_path", "last"], capsys)
+    assert "the checkpoint has trained 2 epochs, more than trainer.max_epochs=1; resume with trainer.max_epochs of " \
+           "at least 2" in line, line
+    assert _snapshot(run) == before

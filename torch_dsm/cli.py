@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -115,6 +116,8 @@ class DSMLightningCLI(LightningCLI):
     Only ``fit`` is offered (with ``sample`` beside it, ``main``): the project has no validation,
     test or prediction loops for LightningCLI's other subcommands to run."""
 
+    held_info: HeldInfo | None = None  # set by main() for the command line's run
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
@@ -147,11 +150,15 @@ class DSMLightningCLI(LightningCLI):
             lasts = [Path(d) / "last.ckpt" for d in dirs or [Path(self.trainer.default_root_dir) / "checkpoints"]]
             if not any(p.is_file() for p in lasts):
                 raise DSMInputError(f"checkpoint not found: {lasts[0]} (nothing to resume; drop --ckpt_path to start afresh)")
-            check_checkpoint(next(p for p in lasts if p.is_file()), self.model)
+            check_checkpoint(next(p for p in lasts if p.is_file()), self.model, self.trainer.max_epochs)
         elif ckpt not in (None, "best", "hpc", "registry") and "://" not in str(ckpt):
+            if Path(ckpt).is_dir():
+                raise DSMInputError(f"--ckpt_path {ckpt} is a folder, not a checkpoint file")
             if not Path(ckpt).is_file():
                 raise DSMInputError(f"checkpoint not found: {ckpt}")
-            check_checkpoint(Path(ckpt), self.model)
+            check_checkpoint(Path(ckpt), self.model, self.trainer.max_epochs)
+        if self.held_info is not None:  # the checks passed: Lightning's start-up lines may now be shown
+            self.held_info.close(release=True)
         self._fit_start = time.perf_counter()
 
     def fit(self, model, **kwargs) -> None:
@@ -184,13 +191,43 @@ class DSMLightningCLI(LightningCLI):
         print(summary_line(metrics))
 
 
-def check_checkpoint(path: Path, module: DSMModule) -> None:
+class HeldInfo(logging.Filter):
+    """Holds Lightning's INFO lines (seed, accelerators, tips) while the command line is built and
+    checked, and lets them through once the run starts, so that bad input is answered by one line."""
+
+    LOGGERS = ("lightning.pytorch", "lightning.fabric")
+
+    def __init__(self):
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+        self.handlers = [h for name in self.LOGGERS for h in logging.getLogger(name).handlers]
+        for handler in self.handlers:
+            handler.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        if record not in self.held:  # one record reaches each handler
+            self.held.append(record)
+        return False
+
+    def close(self, release: bool) -> None:
+        """Stop holding; print the held lines when ``release`` (the run starts), else drop them."""
+        for handler in self.handlers:
+            handler.removeFilter(self)
+        if release:
+            for record in self.held:
+                logging.getLogger(record.name).handle(record)
+        self.held = []
+
+
+def check_checkpoint(path: Path, module: DSMModule, max_epochs: int) -> None:
     """Refuse, before anything is written, a file that is not a Lightning checkpoint of a
     ``DSMModule`` or whose network has other layer widths than ``module``'s. Mirror:
     ``jax_dsm.cli.check_checkpoint``.
 
     Raises:
-        DSMInputError: naming the file, and the widths found and expected.
+        DSMInputError: naming the file, and the widths (or epochs) found and expected.
     """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -198,13 +235,20 @@ def check_checkpoint(path: Path, module: DSMModule) -> None:
         n = len([k for k in state if k.startswith("model.dense.") and k.endswith(".weight")])
         found = [int(state["model.dense.0.weight"].shape[1])] + [int(state[f"model.dense.{i}.weight"].shape[0])
                                                                  for i in range(n)]
+        # Epochs trained: the fit loop's processed count ("epoch" is the finished epoch's index when the
+        # checkpoint is written at an epoch's end, and the count when written at the end of training).
+        done = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except Exception as err:  # torch.load raises many types for a file that is not a checkpoint
-        raise DSMInputError(f"{path}: not a checkpoint of this project's model ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        reason = str(err).splitlines()[0] if str(err).strip() else ""
+        raise DSMInputError(f"{path}: not a checkpoint of this project's model ({type(err).__name__}"
+                            f"{': ' + reason if reason else ''})") from None
     expected = [module.model.dim + int(module.model.conditional), *module.model.hidden_dims, module.model.dim]
     if found != expected:
         raise DSMInputError(f"{path}: the checkpoint's network has layer widths {found}, the model expects {expected}; "
                             "resume with the settings it was trained with (its run's config.yaml)")
+    if done > max_epochs:
+        raise DSMInputError(f"{path}: the checkpoint has trained {done} epochs, more than trainer.max_epochs={max_epochs}; "
+                            f"resume with trainer.max_epochs of at least {done}")
 
 
 def trainer_defaults() -> dict:
@@ -272,7 +316,12 @@ def main(argv: list[str] | None = None) -> None:
         cli_errors(PROG, lambda: sample_main(words[1:]), SAMPLE_INTERRUPTED)
     else:
         cli_errors(PROG, lambda: check_legacy_options(words))
-        cli_errors(PROG, lambda: _make_cli(argv), FIT_INTERRUPTED)
+        DSMLightningCLI.held_info = held = HeldInfo()
+        try:
+            cli_errors(PROG, lambda: _make_cli(argv), FIT_INTERRUPTED)
+        finally:
+            held.close(release=False)  # an error before the run started: its line alone
+            DSMLightningCLI.held_info = None
 
 
 if __name__ == "__main__":

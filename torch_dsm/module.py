@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 import lightning as L
@@ -175,7 +176,9 @@ class DSMModule(L.LightningModule):
         if not math.isfinite(mean):
             # Raised before ModelCheckpoint's epoch-end save (a monitoring callback, called after
             # the module's hook), so the last checkpoint on disk holds finite weights.
-            raise DivergedError(diverged_training_message(self.current_epoch + 1, mean, self.hparams.lr))
+            saved = [Path(p) for cb in self.trainer.checkpoint_callbacks for p in (cb.last_model_path, cb.best_model_path) if p]
+            raise DivergedError(diverged_training_message(self.current_epoch + 1, mean, self.hparams.lr,
+                                                          any(p.is_file() for p in saved)))
         self.loss_history.append(mean)
         self.log("train_loss", mean, prog_bar=True)
 

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from dsm_common.validation import DSMInputError
 from dsm_common.weights import check_canonical, check_widths, load_canonical, network_layout, save_canonical
 from torch_dsm.models import ScoreMLP
 
@@ -60,4 +61,7 @@ def load_weights(path: str | Path) -> tuple[ScoreMLP, dict[str, Any]]:
         ``(model, config)``. Raises DSMInputError on a missing or malformed file.
     """
     params, config = load_canonical(path)
-    return from_canonical(params, config=config).eval(), config
+    try:
+        return from_canonical(params, config=config).eval(), config
+    except DSMInputError as err:  # name the file
+        raise DSMInputError(f"{path}: {err}") from None
