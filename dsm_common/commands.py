@@ -126,7 +126,8 @@ def check_run_dir(run_dir: str | Path, framework: str, overwrite: bool = False, 
 
 def check_sample_dir(out: Path, overwrite: bool = False) -> Path:
     """Refuse a ``sample --out`` folder that holds a training run (its files are never touched) or,
-    unless ``overwrite``, an earlier ``sample`` output (``metrics.json``).
+    unless ``overwrite``, an earlier ``sample`` output (``metrics.json`` or ``status.json``); with
+    ``overwrite``, that output's files are removed first.
 
     Raises:
         DSMInputError: naming the folder and what it holds.
@@ -140,6 +141,8 @@ def check_sample_dir(out: Path, overwrite: bool = False) -> Path:
         state = (read_status(out) or {}).get("status", "complete")
         what = "an earlier sample run (metrics.json)" if state == "complete" else f"an unfinished sample run ({state})"
         raise DSMInputError(f"--out {out} holds {what}; pass --overwrite=true to replace it")
+    if overwrite:
+        clear_run_files(out)  # nothing of the earlier sample run (a trajectory figure not redrawn) is left
     return out
 
 

@@ -251,3 +251,14 @@ def test_resuming_with_fewer_epochs_than_trained_is_refused(framework, finished,
     assert "the checkpoint has trained 2 epochs, more than trainer.max_epochs=1; resume with trainer.max_epochs of " \
            "at least 2" in line, line
     assert _snapshot(run) == before
+
+
+def test_sample_overwrite_leaves_nothing_of_the_earlier_sample(finished, tmp_path, capsys):
+    weights = finished["jax"] / "weights.safetensors"
+    out = tmp_path / "s"
+    base = ["sample", f"--weights={weights}", f"--out={out}", "--sampler.n_chains=20", "--sampler.langevin.n_steps=10"]
+    _main("jax")([*base, "--sampler.trajectory_steps=100", "--sampler.trajectory_keep_every=10"])
+    assert (out / "trajectory.png").exists()
+    _main("jax")([*base, "--sampler.trajectory_steps=0", "--overwrite=true"])
+    assert not (out / "trajectory.png").exists()  # not left from the earlier sample run
+    assert json.loads((out / "status.json").read_text())["status"] == "complete"
