@@ -223,8 +223,8 @@ class HeldInfo(logging.Filter):
 
 def check_checkpoint(path: Path, module: DSMModule, max_epochs: int) -> None:
     """Refuse, before anything is written, a file that is not a Lightning checkpoint of a
-    ``DSMModule`` or whose network has other layer widths than ``module``'s. Mirror:
-    ``jax_dsm.cli.check_checkpoint``.
+    ``DSMModule`` or whose network has other layer widths than ``module``'s, or that has trained
+    more epochs than ``max_epochs`` (``trainer.max_epochs``). Mirror: ``jax_dsm.cli.check_checkpoint``.
 
     Raises:
         DSMInputError: naming the file, and the widths (or epochs) found and expected.
