@@ -189,8 +189,12 @@ COMMANDS = {"fit": fit_main, "train": fit_main, "sample": sample_main}  # train:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dsm-jax``: ``fit`` (alias ``train``) or ``sample``, as ``dsm-torch``."""
     words = sys.argv[1:] if argv is None else argv
+    usage = f"usage: {PROG} {{fit,sample}} [--help] ...  (train: an alias of fit)"
+    if words and words[0] in ("-h", "--help"):  # asked for: the usage on stdout, exit status 0
+        print(usage)
+        raise SystemExit(0)
     if not words or words[0] not in COMMANDS:
-        print(f"usage: {PROG} {{fit,sample}} [--help] ...  (train: an alias of fit)", file=sys.stderr)
+        print(usage, file=sys.stderr)
         raise SystemExit(2)
     run = COMMANDS[words[0]]
     cli_errors(PROG, lambda: run(words[1:]), SAMPLE_INTERRUPTED if run is sample_main else FIT_INTERRUPTED)

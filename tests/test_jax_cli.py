@@ -337,3 +337,15 @@ def test_fit_is_the_training_command_and_train_its_alias(word, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: dsm-jax fit") and "--model.init" in out and "--trainer.max_epochs" in out
+
+
+def test_top_level_help_is_the_usage_with_status_0(capsys):
+    from jax_dsm.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == "usage: dsm-jax {fit,sample} [--help] ...  (train: an alias of fit)\n"
+    with pytest.raises(SystemExit) as exit_:
+        main(["fitt"])
+    assert exit_.value.code == 2
