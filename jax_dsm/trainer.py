@@ -159,6 +159,7 @@ class Trainer:
                 self.loss_history.extend(float(v) for v in losses)
                 self.current_epoch += n_epochs
                 self._save(state, key, module.sigmas)
-                bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+                bar.set_postfix(loss=f"{losses[-1]:.4g}", steps=self.current_epoch * datamodule.steps_per_epoch,
+                                refresh=False)  # as the torch side's bar (torch_dsm.cli.EpochProgressBar)
                 bar.update(n_epochs)
         return state

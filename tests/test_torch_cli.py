@@ -211,3 +211,23 @@ def test_torch_thread_choice(monkeypatch):
     assert cli.choose_threads(8) == cli.DEFAULT_THREADS
     with pytest.raises(DSMInputError, match="torch_threads must be a positive integer, got 0"):
         cli.choose_threads(8, requested=0)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_progress_bar_shows_epochs_steps_and_the_reported_loss(framework, tmp_path):
+    """One bar over epochs on each side; at the end it reads max_epochs of max_epochs, the
+    optimiser steps (epochs × 38 on the seed mixture) and the final_loss that metrics.json reports
+    (Lightning's own bar counted 1/1 with grouped mini-batches and showed the previous epoch's loss)."""
+    import json
+    import sys
+
+    from conftest import run_subprocess, tiny_fit_args
+
+    run = tmp_path / "run"
+    args = [a for a in tiny_fit_args(run, epochs=4) if a != "--trainer.enable_progress_bar=false"]
+    proc = run_subprocess([sys.executable, "-m", f"{framework}_dsm.cli", *args])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = json.loads((run / "metrics.json").read_text())["final_loss"]
+    frames = [f for f in proc.stderr.replace("\r", "\n").splitlines() if f.startswith("train: 100%")]
+    assert frames, proc.stderr[-3000:]
+    assert "| 4/4 [" in frames[-1] and f"loss={final:.4g}, steps=152]" in frames[-1], frames[-1]

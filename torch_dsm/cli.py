@@ -20,8 +20,9 @@ from typing import Optional
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from tqdm.auto import tqdm
 
 from dsm_common.commands import (
     FIT_INTERRUPTED,
@@ -129,6 +130,14 @@ class DSMLightningCLI(LightningCLI):
                             help="torch's intra-op threads (default: 1 for batches and chain counts below "
                                  f"{SMALL_WORK}, else torch's own choice; OMP_NUM_THREADS is honoured)")
 
+    def _instantiate_trainer(self, config, callbacks):
+        """LightningCLI's Trainer, with :class:`EpochProgressBar` unless the progress bar is off or
+        another one is given."""
+        if config.get("enable_progress_bar", True) is not False and not any(
+                isinstance(c, ProgressBar) for c in [*callbacks, *(config.get("callbacks") or [])]):
+            callbacks = [*callbacks, EpochProgressBar()]
+        return super()._instantiate_trainer(config, callbacks)
+
     def _parse_ckpt_path(self) -> None:
         """Not done: the settings are the command line's and the YAML's, as on the JAX side.
         LightningCLI would load ``--ckpt_path`` here, at parse time, to take its hyperparameters
@@ -189,6 +198,39 @@ class DSMLightningCLI(LightningCLI):
                              module.settings_record(), dict(dm.hparams), dm.data, module.sampler, info, module.loss_history)
         print(f"run directory: {run_dir.resolve()}")
         print(summary_line(metrics))
+
+
+class EpochProgressBar(ProgressBar):
+    """One tqdm bar over epochs, like the JAX side's: epochs done of ``trainer.max_epochs``, the
+    optimiser steps so far and the mean loss of the epoch just finished (the one ``metrics.json``
+    reports). True with grouped mini-batches, where Lightning's own bar counts one step an epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self._enabled = True
+        self.bar = None
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.bar = tqdm(total=trainer.max_epochs, initial=trainer.current_epoch, desc="train", unit="epoch",
+                        disable=not self._enabled or not trainer.is_global_zero)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.bar is not None:  # called before the module's own hook: the epoch's loss from its running sum
+            self.bar.set_postfix(loss=f"{pl_module.epoch_loss:.4g}", steps=trainer.global_step, refresh=False)
+            self.bar.update(1)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    on_exception = on_train_end
 
 
 class HeldInfo(logging.Filter):

@@ -171,8 +171,13 @@ class DSMModule(L.LightningModule):
         self._epoch_sum = torch.zeros((), device=self.device)
         self._epoch_steps = 0
 
+    @property
+    def epoch_loss(self) -> float:
+        """Mean batch loss of the epoch so far (of the epoch just finished, at its end)."""
+        return (self._epoch_sum / max(self._epoch_steps, 1)).item()
+
     def on_train_epoch_end(self) -> None:
-        mean = (self._epoch_sum / max(self._epoch_steps, 1)).item()
+        mean = self.epoch_loss
         if not math.isfinite(mean):
             # Raised before ModelCheckpoint's epoch-end save (a monitoring callback, called after
             # the module's hook), so the last checkpoint on disk holds finite weights.
