@@ -23,7 +23,7 @@ from dsm_common.validation import DivergedError, DSMInputError, RunInterrupted
 
 __all__ = ["FIT_INTERRUPTED", "SAMPLE_INTERRUPTED", "cli_errors", "check_run_dir",
            "check_sample_dir", "check_legacy_options", "summary_line", "sample_command",
-           "dataset_from_config", "grading_dataset", "OneLineErrors", "one_line_parser",
+           "check_resume", "dataset_from_config", "grading_dataset", "OneLineErrors", "one_line_parser",
            "parser_error_line", "stored_objective", "stored_sigmas"]
 
 
@@ -122,6 +122,22 @@ def check_run_dir(run_dir: str | Path, framework: str, overwrite: bool = False, 
         )
     clear_run_files(run_dir)
     return run_dir
+
+
+def check_resume(path: Path, found: list[int], done: int, expected: list[int], max_epochs: int) -> None:
+    """What both command lines check of a checkpoint before resuming from it, in the same words:
+    its network's layer widths ``found`` against the model's ``expected`` (``[in, h1, …, out]``),
+    and the epochs it has trained (``done``) against ``trainer.max_epochs``.
+
+    Raises:
+        DSMInputError: naming the checkpoint ``path``, and the widths or epochs found and expected.
+    """
+    if found != expected:
+        raise DSMInputError(f"{path}: the checkpoint's network has layer widths {found}, the model expects {expected}; "
+                            "resume with the settings it was trained with (its run's config.yaml)")
+    if done > max_epochs:
+        raise DSMInputError(f"{path}: the checkpoint has trained {done} epochs, more than trainer.max_epochs={max_epochs}; "
+                            f"resume with trainer.max_epochs of at least {done}")
 
 
 def check_sample_dir(out: Path, overwrite: bool = False) -> Path:

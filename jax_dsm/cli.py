@@ -25,6 +25,7 @@ from dsm_common.commands import (
     FIT_INTERRUPTED,
     SAMPLE_INTERRUPTED,
     check_legacy_options,
+    check_resume,
     check_run_dir,
     cli_errors,
     one_line_parser,
@@ -164,12 +165,7 @@ def check_checkpoint(path: Path, module: DSMModule, max_epochs: int) -> None:
         raise DSMInputError(f"{path}: not a checkpoint of this project's model ({type(err).__name__}"
                             f"{': ' + reason if reason else ''})") from None
     expected = [module.model.dim + int(module.model.conditional), *module.model.hidden_dims, module.model.dim]
-    if found != expected:
-        raise DSMInputError(f"{path}: the checkpoint's network has layer widths {found}, the model expects {expected}; "
-                            "resume with the settings it was trained with (its run's config.yaml)")
-    if done > max_epochs:
-        raise DSMInputError(f"{path}: the checkpoint has trained {done} epochs, more than trainer.max_epochs={max_epochs}; "
-                            f"resume with trainer.max_epochs of at least {done}")
+    check_resume(path, found, done, expected, max_epochs)
 
 
 def load_backend(path: str) -> tuple[JaxBackend, dict]:
