@@ -108,7 +108,7 @@ def check_run_dir(run_dir: str | Path, framework: str, overwrite: bool = False, 
     if resume:
         return run_dir
     if not overwrite:
-        state = (status or {}).get("status", "complete" if (run_dir / "weights.safetensors").is_file() else "interrupted")
+        state = (status or {}).get("status", "complete" if weights else "interrupted")
         if state == "complete":
             raise DSMInputError(
                 f"{run_dir} holds a finished run (weights.safetensors); pass --overwrite=true to replace it, "
@@ -150,11 +150,12 @@ def check_sample_dir(out: Path, overwrite: bool = False) -> Path:
     """
     if out.exists() and not out.is_dir():
         raise DSMInputError(f"--out {out} is a file, not a folder")
+    status = read_status(out)
     if (out / "weights.safetensors").is_file() or (out / "checkpoints").is_dir() or \
-            (read_status(out) or {}).get("command", "sample") != "sample":
+            (status or {}).get("command", "sample") != "sample":
         raise DSMInputError(f"--out {out} holds a training run; sample into another folder (default: WEIGHTS_DIR/sample)")
-    if ((out / "metrics.json").is_file() or read_status(out) is not None) and not overwrite:
-        state = (read_status(out) or {}).get("status", "complete")
+    if ((out / "metrics.json").is_file() or status is not None) and not overwrite:
+        state = (status or {}).get("status", "complete")
         what = "an earlier sample run (metrics.json)" if state == "complete" else f"an unfinished sample run ({state})"
         raise DSMInputError(f"--out {out} holds {what}; pass --overwrite=true to replace it")
     if overwrite:
