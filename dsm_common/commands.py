@@ -317,6 +317,8 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
     parser.add_argument("--data.dataset", type=Optional[str], default=None,
                         help="grade against this data set instead of the one stored with the weights")
     parser.add_argument("--overwrite", type=bool, default=False, help="replace an earlier sample run in --out")
+    parser.add_argument("--quiet", type=bool, default=False, help="print warnings and errors only: no progress bars, "
+                                                                 "notes or summary")
     options = _sampler_options()
     for dotted, kind in options:
         parser.add_argument(f"--{dotted}", type=Optional[kind], default=None, help=f"override the stored {dotted}")
@@ -343,14 +345,16 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
     dataset, note = grading_dataset(stored, args.get("data.dataset"), args.weights)
     out = check_sample_dir(Path(args.out) if args.out else Path(args.weights).resolve().parent / "sample", args.overwrite)
     check_writable(out, "--out")
-    if note:
+    if note and not args.quiet:
         print(f"{prog}: note: {note}", file=sys.stderr)
+    backend.progress = not args.quiet
     write_status(out, "running", "sampling", framework=backend.framework, command="sample")
     info = {"epochs": stored.get("epochs"), "weights_from": str(args.weights), "trained_with": stored.get("framework"),
             "graded": note is None, "grading_note": note}
     metrics = finish_run(out, backend, name, stored.get("model") or {}, stored.get("data") or {}, dataset, cfg, info)
-    print(f"run directory: {out.resolve()}")
-    print(summary_line(metrics))
+    if not args.quiet:
+        print(f"run directory: {out.resolve()}")
+        print(summary_line(metrics))
     return metrics
 
 

@@ -33,7 +33,8 @@ __all__ = ["atomic_path", "write_text_atomic", "write_status", "read_status", "R
 STATUS_FILE = "status.json"
 # What a run writes into its directory (besides checkpoints/), removed before an asked-for overwrite.
 RUN_FILES = ("weights.safetensors", "samples.npy", "metrics.json", "data.png", "samples.png", "trajectory.png",
-             "score_field.png", "loss.png", "sampler_comparison.png", STATUS_FILE)
+             "score_field.png", "loss.png", "sampler_comparison.png", "animation.gif", "logs/metrics.csv",
+             "logs/hparams.yaml", STATUS_FILE)
 
 
 @contextmanager

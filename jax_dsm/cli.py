@@ -101,6 +101,8 @@ def fit_parser():
     parser.add_argument("--seed_everything", type=Union[bool, int], default=0, help="seed of the training keys")
     parser.add_argument("--ckpt_path", type=Optional[str], default=None, help='"last" or a checkpoint file to resume')
     parser.add_argument("--overwrite", type=bool, default=False, help="replace a finished run in trainer.default_root_dir")
+    parser.add_argument("--quiet", type=bool, default=False,
+                        help="print warnings and errors only: no progress bars or summary")
     parser.add_class_arguments(Trainer, "trainer")
     parser.add_class_arguments(DSMModule, "model")
     parser.add_class_arguments(DSMDataModule, "data")
@@ -114,6 +116,8 @@ def fit_main(argv: list[str]) -> dict:
     cfg = parser.parse_args(argv)
     init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
     trainer, module, dm = init.trainer, init.model, init.data
+    if cfg.quiet:
+        trainer.enable_progress_bar = False
     seed = int(cfg.seed_everything) if not isinstance(cfg.seed_everything, bool) else 0
     run_dir = check_run_dir(trainer.default_root_dir, "jax", cfg.overwrite, cfg.ckpt_path is not None)
     if cfg.ckpt_path is not None:
@@ -136,11 +140,12 @@ def fit_main(argv: list[str]) -> dict:
         "train_seconds": time.perf_counter() - t0,
         "seed": seed,
     }
-    metrics = finish_run(run_dir, JaxBackend(module.model, {"params": state.params}, module.sigmas),
+    metrics = finish_run(run_dir, JaxBackend(module.model, {"params": state.params}, module.sigmas, progress=not cfg.quiet),
                          module.methods.sampler_name, module.settings_record(), dm.hparams, dm.data, module.sampler,
                          info, trainer.loss_history)
-    print(f"run directory: {run_dir.resolve()}")
-    print(summary_line(metrics))
+    if not cfg.quiet:
+        print(f"run directory: {run_dir.resolve()}")
+        print(summary_line(metrics))
     return metrics
 
 

@@ -23,6 +23,7 @@ from jax import lax
 from tqdm.auto import tqdm
 
 from dsm_common.files import atomic_path
+from dsm_common.logs import EpochCSVLog, log_rows
 from dsm_common.validation import DivergedError, DSMInputError, check_positive_int, diverged_training_message
 from jax_dsm.data import DSMDataModule, epoch_batches
 from jax_dsm.module import DSMModule
@@ -67,6 +68,9 @@ class Trainer:
         max_epochs: epochs in all (recipe: 1000).
         default_root_dir: run folder; checkpoints go to its ``checkpoints/last.msgpack``.
         enable_progress_bar: show a tqdm bar (with the loss), advanced between compiled chunks.
+        logger: write the per-epoch loss to ``logs/metrics.csv`` in ``default_root_dir``, in the
+            format of the torch side's Lightning ``CSVLogger`` (``dsm_common.logs``); rewritten
+            from the checkpoint's history on resume, then extended after every chunk.
         epochs_per_chunk: epochs per compiled call; None picks the largest divisor of the
             remaining epochs giving at least 20 chunks (so all chunks share one compiled loop).
     """
@@ -77,6 +81,7 @@ class Trainer:
         default_root_dir: str = "runs/jax",
         enable_progress_bar: bool = True,
         epochs_per_chunk: Optional[int] = None,
+        logger: bool = True,
     ):
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs)
         if epochs_per_chunk is not None:
@@ -84,6 +89,7 @@ class Trainer:
         self.default_root_dir = default_root_dir
         self.enable_progress_bar = enable_progress_bar
         self.epochs_per_chunk = epochs_per_chunk
+        self.logger = logger
         self.current_epoch = 0
         self.loss_history: list[float] = []
         self.train_chunk = None  # the compiled loop of the last fit (inspectable in tests)
@@ -145,6 +151,9 @@ class Trainer:
         self.train_chunk = make_train_chunk(module, len(datamodule.data), datamodule.batch_size,
                                             datamodule.hparams["shuffle"])
         sigmas = jnp.asarray(module.sigmas, jnp.float32)
+        log = EpochCSVLog(self.default_root_dir) if self.logger else None
+        if log is not None:
+            log.restart(log_rows(self.loss_history, datamodule.steps_per_epoch))
         with tqdm(total=self.max_epochs, initial=self.current_epoch, desc="train", unit="epoch",
                   disable=not self.enable_progress_bar) as bar:
             while self.current_epoch < self.max_epochs:
@@ -156,6 +165,8 @@ class Trainer:
                     bad = int(np.argmin(np.isfinite(losses)))
                     raise DivergedError(diverged_training_message(self.current_epoch + bad + 1, float(losses[bad]),
                                                                   module.hparams["lr"], self.checkpoint_path.is_file()))
+                if log is not None:
+                    log.append(log_rows(losses, datamodule.steps_per_epoch, self.current_epoch))
                 self.loss_history.extend(float(v) for v in losses)
                 self.current_epoch += n_epochs
                 self._save(state, key, module.sigmas)

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger
 from tqdm.auto import tqdm
 
 from dsm_common.commands import (
@@ -38,6 +40,7 @@ from dsm_common.commands import (
 )
 from dsm_common.files import run_phase, write_text_atomic
 from dsm_common.finish import finish_run
+from dsm_common.logs import LOG_DIR
 from dsm_common.validation import DSMInputError, check_positive_int
 from torch_dsm.data import DSMDataModule
 from torch_dsm.losses import per_level_loss
@@ -130,14 +133,39 @@ class DSMLightningCLI(LightningCLI):
         parser.add_argument("--torch_threads", type=Optional[int], default=None,
                             help="torch's intra-op threads (default: 1 for batches and chain counts below "
                                  f"{SMALL_WORK}, else torch's own choice; OMP_NUM_THREADS is honoured)")
+        parser.add_argument("--quiet", type=bool, default=False,
+                            help="print warnings and errors only: no progress bars, start-up lines or summary")
+
+    @property
+    def quiet(self) -> bool:
+        return bool(self.config.get(self.subcommand, self.config).get("quiet"))
 
     def _instantiate_trainer(self, config, callbacks):
-        """LightningCLI's Trainer, with :class:`EpochProgressBar` unless the progress bar is off or
-        another one is given."""
+        """LightningCLI's Trainer, with :class:`EpochProgressBar` unless the progress bar is off
+        (or ``--quiet``) or another one is given, and with ``trainer.logger=true`` (the default)
+        meaning a ``CSVLogger`` writing ``logs/metrics.csv`` into the run folder
+        (``dsm_common.logs``; ``false``: no log; a logger class: that one)."""
+        config = dict(config)
+        # A resumed run's log folder holds the old log, which Lightning deletes and warns about;
+        # the module rewrites it from the checkpoint's history (DSMModule.on_train_start).
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+        # Lightning's own use of a torch API that recent torch deprecates: nothing a user can act on.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        if self.quiet:
+            config["enable_progress_bar"] = False
+        if config.get("logger", True) is True:
+            root = config.get("default_root_dir") or os.getcwd()
+            config["logger"] = CSVLogger(save_dir=root, name=LOG_DIR, version="", flush_logs_every_n_steps=1)
         if config.get("enable_progress_bar", True) is not False and not any(
                 isinstance(c, ProgressBar) for c in [*callbacks, *(config.get("callbacks") or [])]):
             callbacks = [*callbacks, EpochProgressBar()]
-        return super()._instantiate_trainer(config, callbacks)
+        trainer = super()._instantiate_trainer(config, callbacks)
+        # Checkpoints stay in default_root_dir/checkpoints: with a logger, Lightning would put them
+        # in the logger's folder.
+        for cb in trainer.checkpoint_callbacks:
+            if cb.dirpath is None:
+                cb.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+        return trainer
 
     def _parse_ckpt_path(self) -> None:
         """Not done: the settings are the command line's and the YAML's, as on the JAX side.
@@ -168,7 +196,10 @@ class DSMLightningCLI(LightningCLI):
                 raise DSMInputError(f"checkpoint not found: {ckpt}")
             check_checkpoint(Path(ckpt), self.model, self.trainer.max_epochs)
         if self.held_info is not None:  # the checks passed: Lightning's start-up lines may now be shown
-            self.held_info.close(release=True)
+            self.held_info.close(release=not self.quiet)
+        if self.quiet:
+            for name in HeldInfo.LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
         self._fit_start = time.perf_counter()
 
     def fit(self, model, **kwargs) -> None:
@@ -194,11 +225,12 @@ class DSMLightningCLI(LightningCLI):
             "train_seconds": time.perf_counter() - self._fit_start,
             "seed": self.config.fit.get("seed_everything"),
         }
-        backend = TorchBackend(module.model, module.sigmas.cpu().numpy(), threads=self._threads)
+        backend = TorchBackend(module.model, module.sigmas.cpu().numpy(), progress=not self.quiet, threads=self._threads)
         metrics = finish_run(run_dir, backend, module.methods.sampler_name,
                              module.settings_record(), dict(dm.hparams), dm.data, module.sampler, info, module.loss_history)
-        print(f"run directory: {run_dir.resolve()}")
-        print(summary_line(metrics))
+        if not self.quiet:
+            print(f"run directory: {run_dir.resolve()}")
+            print(summary_line(metrics))
 
 
 class EpochProgressBar(ProgressBar):
@@ -292,7 +324,8 @@ def check_checkpoint(path: Path, module: DSMModule, max_epochs: int) -> None:
 def trainer_defaults() -> dict:
     """The Trainer settings ``dsm-torch fit`` starts from (YAML and flags override them)."""
     return {
-        "logger": False,
+        "logger": True,  # a CSVLogger into the run folder (DSMLightningCLI._instantiate_trainer)
+        "log_every_n_steps": 1,  # nothing is logged per step; the loss is logged once an epoch
         "callbacks": [ModelCheckpoint(save_last=True, every_n_epochs=10, enable_version_counter=False)],
         "enable_model_summary": False,
     }

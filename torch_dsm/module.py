@@ -29,6 +29,7 @@ from dsm_common.config import (
     resolve_methods,
     settings_record,
 )
+from dsm_common.logs import log_rows
 from dsm_common.validation import DivergedError, DSMInputError, diverged_training_message
 from torch_dsm.losses import OBJECTIVES
 from torch_dsm.models import ScoreMLP
@@ -185,7 +186,26 @@ class DSMModule(L.LightningModule):
             raise DivergedError(diverged_training_message(self.current_epoch + 1, mean, self.hparams.lr,
                                                           any(p.is_file() for p in saved)))
         self.loss_history.append(mean)
-        self.log("train_loss", mean, prog_bar=True)
+        # For callbacks (a ModelCheckpoint monitoring it) without a logger row of its own: the
+        # loggers get one row an epoch with the optimiser steps as its step (Lightning's own step
+        # would count grouped mini-batches as one), the format of dsm_common.logs.
+        self.log("train_loss", mean, logger=False)
+        self._log_epochs([mean], self.current_epoch)
+
+    def on_train_start(self) -> None:
+        # A resumed run: its loggers start a fresh file, rewritten from the checkpoint's history.
+        if self.loss_history and self.trainer.global_step:
+            self._log_epochs(self.loss_history, 0, self.trainer.global_step // len(self.loss_history))
+
+    def _log_epochs(self, losses, first_epoch: int, steps_per_epoch: int | None = None) -> None:
+        """One logger row per epoch (``dsm_common.logs.log_rows``): epoch, step, train_loss."""
+        if not self.loggers:
+            return
+        per_epoch = steps_per_epoch or self.trainer.global_step // (self.current_epoch + 1)
+        for row in log_rows(losses, per_epoch, first_epoch):
+            step = row.pop("step")
+            for logger in self.loggers:
+                logger.log_metrics(row, step=step)
 
     def configure_optimizers(self):
         opt = torch.optim.SGD if self.hparams.optimizer == "sgd" else torch.optim.Adam
