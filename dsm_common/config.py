@@ -188,13 +188,18 @@ SAMPLERS.register("langevin", SamplerSpec(
     nfe=lambda s, n_levels: s.n_steps,
     describe=lambda s, n_levels: f"Langevin, {s.n_steps} steps, ε = {s.step_size:.3g}",
     demo=lambda s, steps, step_size, keep, n_levels: (LangevinSettings(step_size, steps), min(keep, steps)),
+    frames=lambda s, n_levels, frames: max(1, s.n_steps // frames),
 ))
 SAMPLERS.register("annealed_langevin", SamplerSpec(
     AnnealedLangevinSettings, "sigma",
     nfe=lambda s, n_levels: s.n_steps_each * n_levels + int(s.denoise),
     describe=lambda s, n_levels: f"annealed Langevin, {n_levels} levels × {s.n_steps_each} steps, ε = {s.step_size:.3g}",
     demo=_annealed_demo,
+    frames=lambda s, n_levels, frames: min(s.n_steps_each, max(1, round(n_levels * s.n_steps_each / frames))),
 ))
+
+
+MAX_FRAMES = 1000  # animation frames
 
 
 @dataclass
@@ -217,6 +222,9 @@ class SamplerConfig:
         trajectory_keep_every: keep every k-th state of the trajectory demo.
         plain_step_size: multi-scale models: ε of the plain-Langevin comparison run (``s(x, σ_L)``,
             as many evaluations as the sampler, same initial states); None: ``langevin.step_size``.
+        animation_frames: about this many frames of ``animation.gif``, the sampler moving the first
+            ``animation_chains`` chains through a full run (0: no animation).
+        animation_chains: chains shown in the animation (at most ``n_chains``).
     """
 
     name: Optional[str] = None
@@ -230,6 +238,8 @@ class SamplerConfig:
     trajectory_step_size: float = 0.001
     trajectory_keep_every: int = 1000
     plain_step_size: Optional[float] = None
+    animation_frames: int = 0
+    animation_chains: int = 200
 
     def settings(self, name: str):
         """The settings of sampler ``name``: its section here, or (a sampler registered without a
@@ -256,6 +266,12 @@ class SamplerConfig:
             check_positive_int("model.sampler.trajectory_keep_every", self.trajectory_keep_every)
         if self.plain_step_size is not None:
             check_positive("model.sampler.plain_step_size", self.plain_step_size)
+        check_non_negative_int("model.sampler.animation_frames", self.animation_frames)
+        if self.animation_frames:
+            check_positive_int("model.sampler.animation_chains", self.animation_chains)
+            if self.animation_frames > MAX_FRAMES:
+                raise DSMInputError(f"model.sampler.animation_frames must be at most {MAX_FRAMES} (a GIF of "
+                                    f"{self.animation_frames} frames is too large to view), got {self.animation_frames}")
         return self
 
     def initial_states(self, rng: np.random.Generator) -> np.ndarray:

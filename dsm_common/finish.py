@@ -93,6 +93,8 @@ def finish_run(run_dir: str | Path, backend: Backend, sampler_name: str, model_s
     else:
         colour = (gen.trajectory_step, "sampler step", False) if gen.trajectory_step is not None else None
         chain = f"one {gen.describe.split(',')[0]} chain from the origin"
+    animation = None if gen.animation is None else (
+        gen.animation, gen.animation_labels, f"{gen.animation.shape[1]} chains, {gen.describe}")
     with run_phase(run_dir, "writing outputs"):
         metrics = write_run_outputs(
             run_dir, framework=backend.framework, dataset=dataset, samples=gen.samples, target_sigma=target_sigma,
@@ -100,6 +102,7 @@ def finish_run(run_dir: str | Path, backend: Backend, sampler_name: str, model_s
             loss_history=loss_history, per_level_loss=per_level, comparison=gen.comparison, info=info,
             title=title, score_at=backend.score_at if backend.conditional else None, score_sigmas=shown,
             noised_sigmas=shown[:2] if backend.conditional else (), trajectory_colour=colour, trajectory_title=chain,
+            animation=animation,
         )
     if metrics["nonfinite_samples"]:
         value = getattr(sampler.settings(gen.sampler), "step_size", None)

@@ -59,6 +59,8 @@ class Generated:
     describe: str = ""  # the sampler and its settings, in words (figure titles)
     trajectory_step: np.ndarray | None = None  # (T,) sampler step of each trajectory state (0: the origin)
     trajectory_sigma: np.ndarray | None = None  # (T,) noise level in force at each state (multi-level samplers)
+    animation: np.ndarray | None = None  # (F, m, 2) frames of the animation: initial states, kept states, final
+    animation_labels: list[str] | None = None  # (F,) what each frame shows: the step, or the level in force
 
 
 def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
@@ -72,6 +74,9 @@ def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
     * A sampler that needs a σ-conditional network: plain Langevin with ``s(x, σ_L)`` from the same
       initial states, step ``plain_step_size`` (default: ``langevin.step_size``) and as many
       evaluations as the sampler, seed ``cfg.seed + 2``, for the side-by-side figure.
+    * Animation (``cfg.animation_frames`` > 0): the sampler's full run from the first
+      ``cfg.animation_chains`` initial states, every k-th state kept (``SamplerSpec.frames``),
+      seed ``cfg.seed + 3``; frames are the initial states, the kept ones and the final ones.
 
     Raises:
         DSMInputError: an unknown sampler, or one that needs a σ-conditional network without one.
@@ -108,5 +113,20 @@ def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
             (f"plain Langevin, s(x, σ_L), {plain.n_steps} steps, ε = {plain.step_size:.3g}", np.asarray(plain_samples)),
             (spec.describe(settings, n_levels), np.asarray(samples)),
         ]
+    frames = labels = None
+    if cfg.animation_frames:
+        chains = x0[: cfg.animation_chains]
+        keep = spec.frames(settings, n_levels, cfg.animation_frames)
+        final, kept = backend.sample(name, chains, settings, keep, cfg.seed + 3)
+        final, kept = np.asarray(final), ([] if kept is None else list(np.asarray(kept)))
+        if spec.conditioning == "sigma":  # states kept within each level, the levels in equal shares
+            labels = [f"level σ = {v:.3g}" for v in np.repeat(backend.sigmas, len(kept) // n_levels)]
+        else:
+            labels = [f"step {(i + 1) * keep} of {nfe}" for i in range(len(kept))]
+        frames, labels = [chains, *kept], ["initial states", *labels]
+        if not (kept and np.array_equal(kept[-1], final)):  # the final states differ (a final denoising step)
+            frames.append(final)
+            labels.append(f"final states, after {nfe} evaluations")
+        frames = np.stack(frames)
     return Generated(np.asarray(samples), trajectory, comparison, seconds, name, nfe, spec.describe(settings, n_levels),
-                     step, level_sigma)
+                     step, level_sigma, frames, labels)

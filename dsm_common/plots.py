@@ -23,6 +23,7 @@ __all__ = [
     "plot_score_field",
     "plot_loss",
     "plot_sampler_comparison",
+    "animate_chains",
 ]
 
 _BLACK_TO_RED = LinearSegmentedColormap.from_list("black_red", ["black", "red"])
@@ -206,3 +207,48 @@ def plot_sampler_comparison(panels: Sequence[tuple[str, np.ndarray]], target: np
         ax.legend(loc="upper left")
         ax.set_title(title, fontsize=10)
     return _finish(fig, axes[0], lims, names, path, suptitle)
+
+
+def animate_chains(frames: np.ndarray, labels: Sequence[str], target: np.ndarray, lims, names, path, title: str = "",
+                   suptitle: str = "", fps: int = 8, dpi: int = 60) -> Path:
+    """A GIF of chains moving: frame f shows the states ``frames[f]`` (m, 2) over target draws,
+    titled ``title`` and ``labels[f]`` (the step or noise level), on fixed axes ``lims``; the count
+    of states outside them is in the title. Written with matplotlib's ``FuncAnimation`` and the
+    Pillow writer, atomically; small by default (``dpi`` 60: 300 × 300 pixels, ``fps`` frames a second).
+
+    Args:
+        frames: (F, m, 2) states, data units.
+        labels: F strings.
+        target: (k, 2) target draws (grey), may be empty.
+
+    Raises:
+        ValueError: ``labels`` and ``frames`` differ in length.
+    """
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    frames = np.asarray(frames, np.float64)
+    if len(labels) != len(frames):
+        raise ValueError(f"{len(labels)} labels for {len(frames)} frames")
+    fig, ax = plt.subplots(figsize=(5, 5.5))
+    if len(target):
+        ax.scatter(target[:, 0], target[:, 1], s=3, c="0.85")
+    dots = ax.scatter(frames[0][:, 0], frames[0][:, 1], s=6, c="tab:red")
+    _limits([ax], lims, names)
+    head = f"{suptitle}\n{title}" if suptitle else title
+    (x0, x1), (y0, y1) = lims
+
+    def draw(f: int):
+        x = frames[f]
+        dots.set_offsets(np.clip(x, [x0, y0], [x1, y1]))  # off the axes: drawn on its edge, counted in the title
+        out = int(np.sum(~((x[:, 0] >= x0) & (x[:, 0] <= x1) & (x[:, 1] >= y0) & (x[:, 1] <= y1))))
+        ax.set_title(f"{head}\n{labels[f]}" + (f", {out} outside these axes" if out else ""), fontsize=8)
+        return (dots,)
+
+    draw(0)
+    fig.tight_layout()  # around the three title lines
+    anim = FuncAnimation(fig, draw, frames=len(frames), blit=False)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        anim.save(tmp, writer=PillowWriter(fps=fps), dpi=dpi)
+    plt.close(fig)
+    return path

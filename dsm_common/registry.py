@@ -89,6 +89,8 @@ class SamplerSpec:
         demo: ``(settings, steps, step_size, keep_every, n_levels) → (settings, keep_every)`` of
             the one-chain trajectory demo (``steps`` evaluations of step ``step_size``, every
             ``keep_every``-th state kept where the sampler allows it).
+        frames: ``(settings, n_levels, frames) → keep_every`` giving about ``frames`` kept states
+            of a full run (the animation; a multi-level sampler keeps states within each level).
     """
 
     settings: type
@@ -96,6 +98,7 @@ class SamplerSpec:
     nfe: Callable[[Any, int], int]
     describe: Callable[[Any, int], str]
     demo: Callable[[Any, int, float, int, int], tuple[Any, int]]
+    frames: Callable[[Any, int, int], int]
 
 
 OBJECTIVES: Registry[ObjectiveSpec] = Registry("objective", "model.objective")

@@ -131,6 +131,7 @@ def write_run_outputs(
     noised_sigmas: Sequence[float] = (),
     trajectory_colour: tuple[np.ndarray, str, bool] | None = None,
     trajectory_title: str = "one Langevin chain from the origin",
+    animation: tuple[np.ndarray, Sequence[str], str] | None = None,
 ) -> dict[str, Any]:
     """Write a run's samples, metrics and figures into ``run_dir``; return the metrics dict.
 
@@ -155,6 +156,7 @@ def write_run_outputs(
         trajectory_colour: ``(values (T,), label, log scale)`` colouring the trajectory's states
             (default: their index).
         trajectory_title: the trajectory figure's title.
+        animation: ``(frames (F, m, 2) training space, F labels, title)`` for ``animation.gif``.
 
     Returns:
         The dict written to ``metrics.json``.
@@ -221,6 +223,17 @@ def write_run_outputs(
         plots.plot_score_field(levels, sample_lims, names, run_dir / "score_field.png", suptitle=title)
     if len(loss_history):
         plots.plot_loss(loss_history, run_dir / "loss.png", per_level_loss, title)
+    if animation is not None:
+        frames, labels, what = animation
+        frames = dataset.to_data_units(np.asarray(frames, np.float64).reshape(-1, 2)).reshape(np.shape(frames))
+        # The samples' axes, widened (by at most their span on each side) to hold nearly all states
+        # of every frame: annealed chains start wide.
+        lo0, hi0 = np.array([sample_lims[0][0], sample_lims[1][0]]), np.array([sample_lims[0][1], sample_lims[1][1]])
+        inner = frames[np.isfinite(frames).all(axis=-1)]
+        lo, hi = (np.quantile(inner, 0.002, axis=0), np.quantile(inner, 0.998, axis=0)) if len(inner) else (lo0, hi0)
+        lo, hi = np.clip(lo, 2 * lo0 - hi0, lo0), np.clip(hi, hi0, 2 * hi0 - lo0)
+        lims = ((float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1])))
+        plots.animate_chains(frames, labels, target, lims, names, run_dir / "animation.gif", what, title)
     if comparison:
         plots.plot_sampler_comparison(
             [(t, dataset.to_data_units(s[np.isfinite(s).all(axis=1)])) for t, s in comparison],

@@ -132,3 +132,82 @@ def test_make_figures_script_writes_the_readme_figures(tmp_path):
     assert all(is_png(tmp_path / n) for n in names)
     readme = (root / "README.md").read_text()
     assert all(f"docs/figures/{n}" in readme for n in names)  # the README shows what the script makes
+
+
+def _red_centroid(frame) -> tuple[float, float]:
+    """Mean (column, row) of the chains' red pixels in one GIF frame."""
+    rgb = np.asarray(frame.convert("RGB"), np.int32)
+    red = (rgb[..., 0] > 180) & (rgb[..., 1] < 120) & (rgb[..., 2] < 120)
+    rows, cols = np.nonzero(red)
+    assert len(cols), "no chain drawn"
+    return float(cols.mean()), float(rows.mean())
+
+
+def test_animation_draws_each_frame_where_the_chains_are(figures, tmp_path):
+    """A GIF read back with Pillow: one frame per state, small, the chains' dots moving left to
+    right and up as the states do, the last label in the title, states off the axes counted."""
+    from PIL import Image
+
+    xs = np.linspace(-15.0, 15.0, 6)
+    frames = np.stack([np.stack([[x, 0.5 * x], [x, 0.5 * x + 0.3]]) for x in xs])  # (6, 2 chains, 2)
+    frames[-1, 1] = [100.0, 0.0]  # one chain leaves the axes in the last frame
+    labels = [f"step {10 * i} of 50" for i in range(6)]
+    path = plots.animate_chains(frames, labels, np.zeros((0, 2)), LIMS, NAMES, tmp_path / "a.gif",
+                                "2 chains, Langevin", "jax · dsm · Langevin")
+    im = Image.open(path)
+    assert im.format == "GIF" and im.n_frames == 6 and im.size == (300, 330)
+    centres = []
+    for f in range(im.n_frames):
+        im.seek(f)
+        centres.append(_red_centroid(im))
+    cols, rows = np.array(centres).T
+    assert np.all(np.diff(cols[:-1]) > 20)  # moving right, about 40 px a frame at 300 px for 40 units
+    assert np.all(np.diff(rows[:-1]) < -5)  # and up (image rows grow downwards)
+    title = figures[-1].axes[0].get_title()
+    assert title == "jax · dsm · Langevin\n2 chains, Langevin\nstep 50 of 50, 1 outside these axes"
+    with pytest.raises(ValueError, match="5 labels for 6 frames"):
+        plots.animate_chains(frames, labels[:5], np.zeros((0, 2)), LIMS, NAMES, tmp_path / "b.gif")
+
+
+@pytest.mark.parametrize("name", ["langevin", "annealed_langevin"])
+def test_run_samplers_animation_is_the_samplers_own_run(name):
+    """Frames: the initial states, every k-th state of the sampler's full run from them (within
+    each level for annealed Langevin), and the final states where they differ (after denoising);
+    the final frame is what the sampler returns from the same states and seed."""
+    import torch
+
+    from dsm_common.config import SamplerConfig
+    from dsm_common.generate import run_samplers
+    from torch_dsm.cli import TorchBackend
+    from torch_dsm.models import ScoreMLP
+
+    torch.manual_seed(0)
+    conditional = name == "annealed_langevin"
+    sigmas = np.array([8.0, 4.0, 2.0, 1.0]) if conditional else np.array([1.0])
+    backend = TorchBackend(ScoreMLP((16,), conditional=conditional), sigmas, progress=False, threads=1)
+    cfg = SamplerConfig.from_dict({"name": name, "n_chains": 30, "trajectory_steps": 0, "animation_frames": 8,
+                                   "animation_chains": 7, "langevin": {"n_steps": 40, "step_size": 0.01},
+                                   "annealed_langevin": {"n_steps_each": 20, "step_size": 1e-3}})
+    gen = run_samplers(cfg, name, backend)
+    x0 = cfg.initial_states(np.random.default_rng(cfg.seed))[:7]
+    final, _ = backend.sample(name, x0, cfg.settings(name), 0, cfg.seed + 3)
+    np.testing.assert_array_equal(gen.animation[0], x0)
+    np.testing.assert_allclose(gen.animation[-1], final, rtol=1e-6, atol=1e-6)
+    assert len(gen.animation_labels) == len(gen.animation)
+    if conditional:  # k = round(4 levels × 20 steps / 8 frames) = 10: two frames a level, then the denoised states
+        assert gen.animation.shape == (1 + 8 + 1, 7, 2)
+        assert gen.animation_labels[1:9] == [f"level σ = {s:g}" for s in (8, 8, 4, 4, 2, 2, 1, 1)]
+        assert gen.animation_labels[-1] == "final states, after 81 evaluations"
+    else:  # k = 40 // 8 = 5: the last kept state is the final one
+        assert gen.animation.shape == (1 + 8, 7, 2)
+        assert gen.animation_labels == ["initial states"] + [f"step {5 * i} of 40" for i in range(1, 9)]
+
+
+def test_fit_writes_the_animation(tmp_path):
+    from PIL import Image
+    from conftest import cli_main, refresh_log_streams, tiny_fit_args
+
+    refresh_log_streams()
+    cli_main("jax")(tiny_fit_args(tmp_path, "--model.sampler.animation_frames=5", epochs=1))
+    im = Image.open(tmp_path / "animation.gif")
+    assert im.n_frames == 6  # the initial states and 5 kept ones (50 steps, every 10th)
