@@ -204,8 +204,8 @@ def test_run_samplers_animation_is_the_samplers_own_run(name):
 
 
 def test_fit_writes_the_animation(tmp_path):
-    from PIL import Image
     from conftest import cli_main, refresh_log_streams, tiny_fit_args
+    from PIL import Image
 
     refresh_log_streams()
     cli_main("jax")(tiny_fit_args(tmp_path, "--model.sampler.animation_frames=5", epochs=1))
