@@ -23,7 +23,9 @@ import numpy as np
 from dsm_common.registry import OBJECTIVES, SAMPLERS, ObjectiveSpec, SamplerSpec
 from dsm_common.validation import (
     DSMInputError,
+    check_finite,
     check_fits_memory,
+    check_non_negative,
     check_non_negative_int,
     check_positive,
     check_positive_int,
@@ -32,6 +34,10 @@ from dsm_common.validation import (
 __all__ = [
     "DSMSettings",
     "NCSNSettings",
+    "EDMSettings",
+    "HeunSettings",
+    "EulerSettings",
+    "data_sigma",
     "LangevinSettings",
     "AnnealedLangevinSettings",
     "SamplerConfig",
@@ -115,8 +121,57 @@ def _ncsn_levels(s: NCSNSettings, points: np.ndarray | None) -> np.ndarray:
     return geometric_sigmas(sigma_max, s.sigma_min, s.num_scales)
 
 
+@dataclass
+class EDMSettings:
+    """``model.edm``: the EDM formulation (Karras et al. 2022, arXiv 2206.00364; docs/method.md §6).
+
+    The network is the preconditioned denoiser D(x; σ) = c_skip x + c_out F(c_in x; c_noise),
+    trained at σ drawn log-normally, ln σ ~ N(p_mean, p_std²), with the weight λ(σ) = 1/c_out².
+    The defaults are ``configs/edm.yaml``'s, chosen by measurement on the seed mixture.
+
+    Attributes:
+        sigma_data: the data's standard deviation σ_data (over all coordinates, about the mean);
+            None: computed from the training points.
+        p_mean, p_std: the log-normal law of the training σ, in units of the training space.
+        sigma_min, sigma_max: the range the samplers integrate over (EDM: 0.002 and 80).
+    """
+
+    sigma_data: Optional[float] = None
+    p_mean: float = 0.0
+    p_std: float = 1.5
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+
+    def validate(self) -> EDMSettings:
+        if self.sigma_data is not None:
+            check_positive("model.edm.sigma_data", self.sigma_data)
+        check_finite("model.edm.p_mean", self.p_mean)
+        check_positive("model.edm.p_std", self.p_std)
+        check_positive("model.edm.sigma_min", self.sigma_min)
+        check_positive("model.edm.sigma_max", self.sigma_max)
+        if self.sigma_max <= self.sigma_min:
+            raise DSMInputError(f"model.edm.sigma_max ({self.sigma_max}) must exceed model.edm.sigma_min ({self.sigma_min})")
+        return self
+
+
+def data_sigma(points: np.ndarray) -> float:
+    """σ_data of ``points`` (N, d): the root mean square of every coordinate about its mean."""
+    points = np.asarray(points, np.float64)
+    return float(np.sqrt(np.mean((points - points.mean(axis=0)) ** 2)))
+
+
+def _edm_network(s: EDMSettings, points: np.ndarray | None) -> dict:
+    """The EDM network's options: σ_data as given, from ``points``, or 1 as a placeholder that
+    training replaces."""
+    sigma_data = s.sigma_data if s.sigma_data is not None else (data_sigma(points) if points is not None else 1.0)
+    return {"preconditioning": "edm", "sigma_data": float(sigma_data)}
+
+
 OBJECTIVES.register("dsm", ObjectiveSpec(DSMSettings, "none", "langevin", lambda s, points: np.array([float(s.sigma)])))
 OBJECTIVES.register("ncsn", ObjectiveSpec(NCSNSettings, "sigma", "annealed_langevin", _ncsn_levels))
+OBJECTIVES.register("edm", ObjectiveSpec(EDMSettings, "sigma", "heun",
+                                         lambda s, points: np.array([float(s.sigma_max), float(s.sigma_min)]),
+                                         network=_edm_network))
 
 
 def check_model_options(lr: float, optimizer: str, reduction: str) -> None:
@@ -183,6 +238,88 @@ def _annealed_demo(s: AnnealedLangevinSettings, steps: int, step_size: float, ke
     return AnnealedLangevinSettings(s.step_size, per_level, False), min(keep, per_level)
 
 
+@dataclass
+class HeunSettings:
+    """``model.sampler.heun``: the EDM sampler (arXiv 2206.00364, Algorithm 2; docs/method.md §6).
+
+    N levels σ_i = (σ_max^(1/ρ) + i/(N−1) (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, then σ_N = 0; the chains
+    start at σ_max·x₀ (x₀: ``model.sampler``'s initial states, standard normal by default) and
+    follow the probability-flow ODE dx/dσ = −σ s(x, σ) with Heun's second-order steps (Euler's on
+    the last, to σ = 0): 2N − 1 network evaluations. With ``s_churn`` > 0, each step first raises
+    σ_i to σ̂ = σ_i(1 + γ), γ = min(s_churn/N, √2 − 1) for σ_i in [s_tmin, s_tmax], adding noise of
+    variance (σ̂² − σ_i²) s_noise² (the stochastic sampler).
+
+    Attributes:
+        num_steps: N ≥ 2.
+        rho: ρ of the schedule (EDM: 7).
+        s_churn, s_tmin, s_tmax, s_noise: the stochasticity (EDM's names; s_tmax None: ∞).
+        sigma_max, sigma_min: the range; None: the model's (``model.edm``).
+    """
+
+    num_steps: int = 20
+    rho: float = 7.0
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: Optional[float] = None
+    s_noise: float = 1.0
+    sigma_max: Optional[float] = None
+    sigma_min: Optional[float] = None
+
+    section = "heun"
+
+    def validate(self):
+        p = f"model.sampler.{self.section}"
+        if check_positive_int(f"{p}.num_steps", self.num_steps) < 2:
+            raise DSMInputError(f"{p}.num_steps must be at least 2, got {self.num_steps}")
+        check_positive(f"{p}.rho", self.rho)
+        check_non_negative(f"{p}.s_churn", self.s_churn)
+        check_non_negative(f"{p}.s_tmin", self.s_tmin)
+        if self.s_tmax is not None:
+            check_non_negative(f"{p}.s_tmax", self.s_tmax)
+        check_non_negative(f"{p}.s_noise", self.s_noise)
+        for name in ("sigma_max", "sigma_min"):
+            if getattr(self, name) is not None:
+                check_positive(f"{p}.{name}", getattr(self, name))
+        return self
+
+    def schedule(self, sigmas: np.ndarray) -> np.ndarray:
+        """(N + 1,) float64 levels σ_0 > … > σ_{N−1} > σ_N = 0, over ``[sigma_min, sigma_max]``
+        or, where not set, the model's range ``sigmas`` (largest first).
+
+        Raises:
+            DSMInputError: σ_max ≤ σ_min.
+        """
+        hi = float(self.sigma_max if self.sigma_max is not None else sigmas[0])
+        lo = float(self.sigma_min if self.sigma_min is not None else sigmas[-1])
+        if hi <= lo:
+            raise DSMInputError(f"model.sampler.{self.section}: sigma_max ({hi:g}) must exceed sigma_min ({lo:g})")
+        i = np.arange(self.num_steps, dtype=np.float64)
+        t = (hi ** (1 / self.rho) + i / (self.num_steps - 1) * (lo ** (1 / self.rho) - hi ** (1 / self.rho))) ** self.rho
+        return np.append(t, 0.0)
+
+    def gammas(self, t: np.ndarray) -> np.ndarray:
+        """(N,) γ_i of the churn at the levels ``t[:-1]`` (0 without churn)."""
+        t = np.asarray(t[:-1], np.float64)
+        tmax = np.inf if self.s_tmax is None else self.s_tmax
+        g = min(self.s_churn / self.num_steps, np.sqrt(2.0) - 1.0)
+        return np.where((t >= self.s_tmin) & (t <= tmax), g, 0.0)
+
+
+@dataclass
+class EulerSettings(HeunSettings):
+    """``model.sampler.euler``: the EDM loop with Euler's first-order steps (N evaluations), for
+    comparison with :class:`HeunSettings` (the same settings)."""
+
+    section = "euler"
+
+
+def _edm_describe(kind: str):
+    def describe(s: HeunSettings, n_levels: int) -> str:
+        churn = f", S_churn = {s.s_churn:g}" if s.s_churn else ""
+        return f"EDM {kind}, {s.num_steps} steps, ρ = {s.rho:g}{churn}"
+    return describe
+
+
 SAMPLERS.register("langevin", SamplerSpec(
     LangevinSettings, "any",
     nfe=lambda s, n_levels: s.n_steps,
@@ -196,6 +333,20 @@ SAMPLERS.register("annealed_langevin", SamplerSpec(
     describe=lambda s, n_levels: f"annealed Langevin, {n_levels} levels × {s.n_steps_each} steps, ε = {s.step_size:.3g}",
     demo=_annealed_demo,
     frames=lambda s, n_levels, frames: min(s.n_steps_each, max(1, round(n_levels * s.n_steps_each / frames))),
+))
+SAMPLERS.register("heun", SamplerSpec(
+    HeunSettings, "sigma",
+    nfe=lambda s, n_levels: 2 * s.num_steps - 1,
+    describe=_edm_describe("Heun"),
+    demo=lambda s, steps, step_size, keep, n_levels: (s, 1),  # one chain through every step: few of them
+    frames=lambda s, n_levels, frames: max(1, s.num_steps // frames),
+))
+SAMPLERS.register("euler", SamplerSpec(
+    EulerSettings, "sigma",
+    nfe=lambda s, n_levels: s.num_steps,
+    describe=_edm_describe("Euler"),
+    demo=lambda s, steps, step_size, keep, n_levels: (s, 1),
+    frames=lambda s, n_levels, frames: max(1, s.num_steps // frames),
 ))
 
 
@@ -216,6 +367,7 @@ class SamplerConfig:
         seed: seed of the sampler's own random stream.
         langevin: settings of ``langevin``.
         annealed_langevin: settings of ``annealed_langevin``.
+        heun, euler: settings of the EDM samplers ``heun`` and ``euler``.
         trajectory_steps: network evaluations of the one-chain trajectory demo from the origin (0: none).
         trajectory_step_size: ε of the trajectory demo of plain Langevin (annealed Langevin's demo
             takes the sampler's own ε).
@@ -234,6 +386,8 @@ class SamplerConfig:
     seed: int = 0
     langevin: LangevinSettings = field(default_factory=LangevinSettings)
     annealed_langevin: AnnealedLangevinSettings = field(default_factory=AnnealedLangevinSettings)
+    heun: HeunSettings = field(default_factory=HeunSettings)
+    euler: EulerSettings = field(default_factory=EulerSettings)
     trajectory_steps: int = 100_000
     trajectory_step_size: float = 0.001
     trajectory_keep_every: int = 1000
@@ -335,6 +489,10 @@ class MethodChoice:
     def noise_levels(self, points: np.ndarray | None = None) -> np.ndarray:
         """(L,) float64, largest first (σ₁ from ``points`` when the settings leave it to the data)."""
         return self.spec.noise_levels(self.settings, points)
+
+    def network_options(self, points: np.ndarray | None = None) -> dict:
+        """Further ``ScoreMLP`` options of the objective's network (``ObjectiveSpec.network``)."""
+        return self.spec.network(self.settings, points) if self.spec.network else {}
 
 
 def check_hidden_dims(hidden_dims) -> list[int]:

@@ -26,13 +26,16 @@ DATA_KEYS = ("dataset", "n_points", "columns", "standardize", "header", "drop_mi
 
 
 def weights_config(framework: str, model: dict[str, Any], conditioning: str, sigmas: np.ndarray,
-                   data: dict[str, Any], sampler: SamplerConfig, epochs: int, dataset: Dataset2D) -> dict[str, Any]:
+                   data: dict[str, Any], sampler: SamplerConfig, epochs: int, dataset: Dataset2D,
+                   preconditioning: dict[str, Any] | None = None) -> dict[str, Any]:
     """The settings stored beside the weights: enough to rebuild the network, sample from it and
     map its samples to data units with nothing else at hand.
 
     ``conditioning`` (``none`` or ``sigma``) says what the network takes besides x, so a reader
     need not infer it from the layer widths. ``data`` are the data options (to reload the data for
-    grading); ``data_transform`` is the training space of ``dataset`` (``dsm_common.transform``)."""
+    grading); ``data_transform`` is the training space of ``dataset`` (``dsm_common.transform``);
+    ``preconditioning`` (``{"name": "edm", "sigma_data": …}``, EDM networks) rebuilds the network
+    around its MLP (``dsm_common.weights.network_options``)."""
     return {
         "framework": framework,
         "model": dict(model),
@@ -42,6 +45,7 @@ def weights_config(framework: str, model: dict[str, Any], conditioning: str, sig
         "data_transform": data_transform(dataset),
         "sampler": asdict(sampler),
         "epochs": int(epochs),
+        **({"preconditioning": dict(preconditioning)} if preconditioning else {}),
     }
 
 
@@ -74,7 +78,7 @@ def finish_run(run_dir: str | Path, backend: Backend, sampler_name: str, model_s
         with run_phase(run_dir, "saving weights"):
             backend.save_weights(Path(run_dir) / "weights.safetensors",
                                  weights_config(backend.framework, model_settings, conditioning, sigmas, data_settings,
-                                                sampler, info["epochs"], dataset))
+                                                sampler, info["epochs"], dataset, backend.preconditioning))
     with run_phase(run_dir, "sampling"):
         gen = run_samplers(sampler, sampler_name, backend)
         per_level = None

@@ -26,11 +26,13 @@ class Backend(Protocol):
         framework: ``torch`` or ``jax``.
         conditional: whether the network is conditioned on σ.
         sigmas: (L,) float64 noise levels, largest first.
+        preconditioning: ``{"name": "edm", "sigma_data": …}`` for a preconditioned network, else None.
     """
 
     framework: str
     conditional: bool
     sigmas: np.ndarray
+    preconditioning: dict | None
 
     def sample(self, name: str, x0: np.ndarray, settings, keep_every: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Run the framework's sampler ``name`` (its registry) from ``x0`` (n, 2) with ``settings``,

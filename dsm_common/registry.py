@@ -67,13 +67,17 @@ class ObjectiveSpec:
         settings: its settings dataclass (the ``model.<name>`` section).
         conditioning: what the network is conditioned on: ``none`` or ``sigma``.
         default_sampler: the sampler a run uses when ``model.sampler.name`` is not given.
-        noise_levels: ``(settings, points or None) → (L,) float64`` levels, largest first.
+        noise_levels: ``(settings, points or None) → (L,) float64`` levels, largest first (an
+            objective over a continuum of levels: its largest and smallest, the samplers' range).
+        network: ``(settings, points or None) → dict`` of further ``ScoreMLP`` options the
+            objective's network takes (EDM: ``preconditioning`` and ``sigma_data``); None: none.
     """
 
     settings: type
     conditioning: str
     default_sampler: str
     noise_levels: Callable[[Any, np.ndarray | None], np.ndarray]
+    network: Callable[[Any, np.ndarray | None], dict] | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@ or a sampler against numpy uses the same reference:
 * :func:`numpy_mlp`: the score MLP from canonical weights (``dsm_common.weights``), optionally
   noise-conditional (input ``(x, log σ)``, output divided by σ);
 * :func:`numpy_langevin`: the Euler–Maruyama Langevin recursion ``x ← x + (ε/2) s(x) + √ε z``
-  with given noise, keeping every k-th state as the samplers do.
+  with given noise, keeping every k-th state as the samplers do;
+* :func:`numpy_edm_denoiser`: EDM's preconditioned denoiser D = c_skip x + c_out F(c_in x, c_noise)
+  from canonical weights (docs/method.md §6), written from Table 1 of arXiv 2206.00364;
+* :func:`numpy_edm_sampler`: Algorithm 2 of arXiv 2206.00364 on a denoiser, with given noise.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["numpy_mlp", "numpy_langevin"]
+__all__ = ["numpy_mlp", "numpy_langevin", "numpy_edm_denoiser", "numpy_edm_sampler"]
 
 
 def numpy_mlp(params: Mapping[str, np.ndarray], x: np.ndarray, sigma: float | np.ndarray | None = None) -> np.ndarray:
@@ -61,3 +64,57 @@ def numpy_langevin(score: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, ep
         if keep_every and (k + 1) % keep_every == 0:
             kept.append(x)
     return x, (np.stack(kept) if kept else None)
+
+
+def numpy_edm_denoiser(params: Mapping[str, np.ndarray], x: np.ndarray, sigma: float | np.ndarray,
+                       sigma_data: float) -> np.ndarray:
+    """D(x; σ) = c_skip x + c_out F(c_in x; c_noise) in float64, F the canonical MLP fed
+    ``(c_in x, c_noise)``: c_skip = σ_d²/(σ² + σ_d²), c_out = σ σ_d/√(σ² + σ_d²),
+    c_in = 1/√(σ² + σ_d²), c_noise = ln(σ)/4 (arXiv 2206.00364, Table 1).
+
+    Args:
+        x: (n, d). sigma: a float or (n,). sigma_data: σ_d.
+
+    Returns:
+        (n, d) float64.
+    """
+    x = np.asarray(x, np.float64)
+    s = np.broadcast_to(np.asarray(sigma, np.float64), x.shape[:1])[:, None]  # (n, 1)
+    c_skip = sigma_data**2 / (s**2 + sigma_data**2)
+    c_out = s * sigma_data / np.sqrt(s**2 + sigma_data**2)
+    c_in = 1 / np.sqrt(s**2 + sigma_data**2)
+    f = numpy_mlp(params, np.concatenate([c_in * x, np.log(s) / 4], axis=1))
+    return c_skip * x + c_out * f
+
+
+def numpy_edm_sampler(denoise: Callable[[np.ndarray, float], np.ndarray], x0: np.ndarray, t_steps: np.ndarray,
+                      gammas: np.ndarray | None = None, s_noise: float = 1.0, heun: bool = True,
+                      noise: np.ndarray | None = None, steps: int | None = None) -> np.ndarray:
+    """Algorithm 2 of arXiv 2206.00364 in float64, as written there: x_0 = t_0 x₀; per step
+    t̂ = t_i + γ_i t_i, x̂ = x + √(t̂² − t_i²) S_noise ε_i, d = (x̂ − D(x̂; t̂))/t̂,
+    x' = x̂ + (t_{i+1} − t̂) d, and (Heun, t_{i+1} ≠ 0) d' = (x' − D(x'; t_{i+1}))/t_{i+1},
+    x' = x̂ + (t_{i+1} − t̂)(d + d')/2.
+
+    Args:
+        denoise: D, ((n, d), σ) → (n, d) float64.
+        x0: (n, d) latents. t_steps: (N + 1,) with t_N = 0. gammas: (N,) or None (all 0).
+        noise: (N, n, d) ε (needed where γ_i > 0).
+        steps: stop after this many steps (None: all N).
+
+    Returns:
+        (n, d) float64 states after the steps taken.
+    """
+    t = np.asarray(t_steps, np.float64)
+    g = np.zeros(len(t) - 1) if gammas is None else np.asarray(gammas, np.float64)
+    x = np.asarray(x0, np.float64) * t[0]
+    for i in range(len(t) - 1 if steps is None else steps):
+        t_hat = t[i] + g[i] * t[i]
+        if g[i] > 0:
+            x = x + np.sqrt(t_hat**2 - t[i] ** 2) * s_noise * np.asarray(noise[i], np.float64)
+        d = (x - denoise(x, t_hat)) / t_hat
+        x_next = x + (t[i + 1] - t_hat) * d
+        if heun and t[i + 1] != 0:
+            d_next = (x_next - denoise(x_next, t[i + 1])) / t[i + 1]
+            x_next = x + (t[i + 1] - t_hat) * (0.5 * d + 0.5 * d_next)
+        x = x_next
+    return x

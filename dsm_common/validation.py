@@ -49,6 +49,20 @@ def check_positive(name: str, value: object) -> float:
     return float(value)
 
 
+def check_non_negative(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number ≥ 0, else raise DSMInputError."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+        raise DSMInputError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def check_finite(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number, else raise DSMInputError."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise DSMInputError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 # Counts (epochs, steps, chains, widths) are int32 inside compiled JAX loops and torch indexing.
 INT_LIMIT = 2**31 - 1
 

@@ -15,6 +15,7 @@ under ``"dsm_config"`` so a file alone is enough to rebuild the model and sample
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,7 +24,8 @@ import numpy as np
 from dsm_common.files import atomic_path
 from dsm_common.validation import DSMInputError
 
-__all__ = ["FORMAT", "check_canonical", "check_widths", "network_layout", "save_canonical", "load_canonical", "layer_dims"]
+__all__ = ["FORMAT", "check_canonical", "check_widths", "network_layout", "network_options", "save_canonical",
+           "load_canonical", "layer_dims"]
 
 FORMAT = "dsm-canonical-mlp-v1"
 
@@ -103,6 +105,29 @@ def network_layout(params: Mapping[str, np.ndarray], config: Mapping[str, Any] |
     else:
         raise DSMInputError(f"{source} metadata: conditioning must be none or sigma, got {conditioning!r}")
     return dims[1:-1], conditional, dims[-1]
+
+
+def network_options(config: Mapping[str, Any] | None, conditional: bool, source: str = "weights") -> dict[str, Any]:
+    """The ``ScoreMLP`` preconditioning a weight file's metadata records: ``{"preconditioning":
+    "edm", "sigma_data": σ_d}`` from its ``preconditioning`` entry (``{"name": "edm", "sigma_data":
+    …}``), or ``{}`` (none: the older files and the unpreconditioned networks).
+
+    Raises:
+        DSMInputError: an unknown name, a σ_data that is not a positive number, or ``edm`` on a
+            network not conditioned on σ.
+    """
+    entry = (config or {}).get("preconditioning")
+    if entry is None or entry == "none" or (isinstance(entry, dict) and entry.get("name") == "none"):
+        return {}
+    if not isinstance(entry, dict) or entry.get("name") != "edm":
+        raise DSMInputError(f"{source} metadata: preconditioning must be none or edm, got {entry!r}")
+    sigma_data = entry.get("sigma_data")
+    if isinstance(sigma_data, bool) or not isinstance(sigma_data, (int, float)) or not math.isfinite(sigma_data) \
+            or sigma_data <= 0:
+        raise DSMInputError(f"{source} metadata: preconditioning.sigma_data must be a positive number, got {sigma_data!r}")
+    if not conditional:
+        raise DSMInputError(f"{source} metadata: preconditioning edm needs a network conditioned on σ")
+    return {"preconditioning": "edm", "sigma_data": float(sigma_data)}
 
 
 def save_canonical(path: str | Path, params: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> Path:

@@ -60,6 +60,8 @@ class JaxBackend:
     def __init__(self, model: ScoreMLP, variables, sigmas: np.ndarray, progress: bool = True):
         self.model, self.variables = model, variables
         self.conditional = model.conditional
+        self.preconditioning = (None if model.preconditioning == "none"
+                                else {"name": model.preconditioning, "sigma_data": float(model.sigma_data)})
         self.sigmas = np.asarray(sigmas, np.float64)
         self._sigmas = jnp.asarray(self.sigmas, jnp.float32)  # (L,)
         self.progress = progress

@@ -1,4 +1,4 @@
-"""Denoising score matching losses (Vincent 2011; docs/method.md §1 and §3).
+"""Denoising score matching losses (Vincent 2011; docs/method.md §1, §3 and §6).
 
 Mirror: ``torch_dsm/losses.py``. Noise is drawn per point and per coordinate from a
 ``jax.random`` key, or passed in, so the two frameworks can be fed the same numpy draws.
@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
-__all__ = ["dsm_loss", "ncsn_loss", "per_level_loss", "OBJECTIVES", "dsm_objective", "ncsn_objective"]
+__all__ = ["dsm_loss", "ncsn_loss", "edm_loss", "per_level_loss", "OBJECTIVES", "dsm_objective", "ncsn_objective",
+           "edm_objective"]
 
 
 def _reduce(per_point: jnp.ndarray, reduction: str, mask: jnp.ndarray | None) -> jnp.ndarray:
@@ -108,6 +109,53 @@ def ncsn_loss(
     return _reduce(per_point, reduction, mask)
 
 
+def edm_loss(
+    score_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray],
+    x: jnp.ndarray,
+    sigma_data: float,
+    p_mean: float,
+    p_std: float,
+    reduction: str = "mean",
+    mask: jnp.ndarray | None = None,
+    *,
+    log_sigma_noise: jnp.ndarray | None = None,
+    noise: jnp.ndarray | None = None,
+    rng: jax.Array | None = None,
+) -> jnp.ndarray:
+    """EDM training loss (arXiv 2206.00364, eq. 8 with Table 1's λ and p_train):
+    ``λ(σ) ‖D_θ(x + σ z; σ) − x‖²`` with ln σ ~ N(p_mean, p_std²), λ(σ) = (σ² + σ_d²)/(σ σ_d)²,
+    one σ per point. With D = x̃ + σ² s(x̃, σ) this is ``(1 + σ²/σ_d²) ‖σ s_θ(x̃, σ) + z‖²``,
+    the form computed here (no cancellation at small σ; docs/method.md §6).
+
+    Args:
+        score_fn: conditional network, ((B, d), (B,)) → (B, d) (the score of its denoiser).
+        x: clean batch (B, d) float32.
+        sigma_data: σ_d. p_mean, p_std: the log-normal law of σ.
+        reduction: ``"mean"`` (default) or ``"sum"`` over the batch.
+        mask: (B,) bool, True for real points (padded batches).
+        log_sigma_noise: (B,) standard normal ε, σ = exp(p_mean + p_std ε).
+        noise: (B, d) standard normal z.
+        rng: PRNG key for the draws not passed in (split into one for ε, one for z).
+
+    Returns:
+        Scalar array.
+
+    Raises:
+        ValueError: a random input missing and no ``rng``; an unknown ``reduction``.
+    """
+    require_randomness("edm_loss", rng, log_sigma_noise, noise)
+    if log_sigma_noise is None or noise is None:
+        key_sigma, key_noise = jax.random.split(rng)
+    if log_sigma_noise is None:
+        log_sigma_noise = jax.random.normal(key_sigma, x.shape[:1], x.dtype)
+    z = jax.random.normal(key_noise, x.shape, x.dtype) if noise is None else noise
+    sigma = jnp.exp(p_mean + p_std * log_sigma_noise)  # (B,)
+    x_tilde = x + sigma[:, None] * z  # (B, d)
+    weight = 1 + (sigma / sigma_data) ** 2  # (B,): λ(σ) σ²
+    per_point = weight * jnp.sum((sigma[:, None] * score_fn(x_tilde, sigma) + z) ** 2, axis=-1)  # (B,)
+    return _reduce(per_point, reduction, mask)
+
+
 def per_level_loss(
     score_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray],
     x: jnp.ndarray,
@@ -147,3 +195,16 @@ def ncsn_objective(net, x: jnp.ndarray, sigmas: jnp.ndarray, settings, reduction
                    mask: jnp.ndarray | None = None, *, rng: jax.Array | None = None) -> jnp.ndarray:
     """``ncsn``: :func:`ncsn_loss` over ``sigmas`` (``NCSNSettings``)."""
     return ncsn_loss(net, x, sigmas, reduction, mask, rng=rng)
+
+
+@OBJECTIVES("edm")
+def edm_objective(net, x: jnp.ndarray, sigmas: jnp.ndarray, settings, reduction: str = "mean",
+                  mask: jnp.ndarray | None = None, *, rng: jax.Array | None = None) -> jnp.ndarray:
+    """``edm``: :func:`edm_loss` with ``settings`` (``EDMSettings``, σ_data resolved from the data).
+
+    Raises:
+        ValueError: ``settings.sigma_data`` not yet resolved (the module sets it at setup).
+    """
+    if settings.sigma_data is None:
+        raise ValueError("edm_loss needs settings.sigma_data (DSMModule.setup sets it from the data)")
+    return edm_loss(net, x, settings.sigma_data, settings.p_mean, settings.p_std, reduction, mask, rng=rng)

@@ -3,6 +3,9 @@
 Unconditional (the reference recipe): ``2 → 256 → ReLU → 256 → ReLU → 2``.
 Noise-conditional (NCSN, docs/method.md §3): the network sees ``(x, log σ)`` and its output is divided by
 σ, so ``σ s_θ(x, σ)`` is of order one at every level (arXiv 2006.09011, technique 3).
+Preconditioned (EDM, docs/method.md §6): the MLP is F_θ of the denoiser
+D(x; σ) = c_skip(σ) x + c_out(σ) F_θ(c_in(σ) x; c_noise(σ)), fed ``(c_in x, c_noise)``, and the
+network returns the score (D − x)/σ² (arXiv 2206.00364, Table 1).
 
 Mirror: ``torch_dsm/models.py``. Layer ``i`` is ``dense_{i}`` here and ``dense[i]`` there; both
 map to ``dense_{i}.kernel`` / ``dense_{i}.bias`` in the canonical layout (``weights.py``).
@@ -18,7 +21,16 @@ import jax.numpy as jnp
 
 from dsm_common.init import resolve_init
 
-__all__ = ["ScoreMLP"]
+__all__ = ["ScoreMLP", "edm_coefficients"]
+
+PRECONDITIONINGS = ("none", "edm")
+
+
+def edm_coefficients(sigma: jnp.ndarray, sigma_data: float) -> tuple[jnp.ndarray, ...]:
+    """EDM's preconditioning (arXiv 2206.00364, Table 1, column "ours") at σ (any shape):
+    ``(c_skip, c_out, c_in, c_noise)`` = (σ_d²/(σ² + σ_d²), σ σ_d/√(σ² + σ_d²), 1/√(σ² + σ_d²), ln(σ)/4)."""
+    total = sigma**2 + sigma_data**2
+    return sigma_data**2 / total, sigma * sigma_data / jnp.sqrt(total), jax.lax.rsqrt(total), jnp.log(sigma) / 4
 
 
 def _uniform(bound: float):
@@ -47,6 +59,9 @@ class ScoreMLP(nn.Module):
         hidden_dims: widths of the hidden layers, e.g. ``(256, 256)``.
         conditional: if True, the input is ``(x, log σ)`` and the output is divided by σ.
         dim: data dimension d (2).
+        preconditioning: ``none``, or ``edm`` (conditional networks): the MLP is EDM's F_θ and the
+            network returns the score of the denoiser D (module doc).
+        sigma_data: σ_data of the ``edm`` preconditioning (set from the data before training).
         initialization: law of the initial weights (``dsm_common.init``): ``flax`` or ``native``
             (Flax's ``nn.Dense`` default), or ``torch`` (``nn.Linear``'s default: Kaiming-uniform
             kernels with a = √5, uniform biases); drawn from the ``init`` key.
@@ -56,24 +71,49 @@ class ScoreMLP(nn.Module):
     conditional: bool = False
     dim: int = 2
     initialization: str = "native"
+    preconditioning: str = "none"
+    sigma_data: float = 1.0
 
-    @nn.compact
     def __call__(self, x: jnp.ndarray, sigma: jnp.ndarray | float | None = None) -> jnp.ndarray:
         """Score at ``x`` (B, d) float32 → (B, d).
 
         Args:
             x: points, (B, d).
             sigma: conditional models only: noise level, a float or a (B,) array.
+
+        Raises:
+            ValueError: an unknown ``preconditioning``, or ``edm`` on an unconditional network.
         """
+        if self.preconditioning not in PRECONDITIONINGS or (self.preconditioning == "edm" and not self.conditional):
+            raise ValueError(f"preconditioning must be none or (conditional networks) edm, got {self.preconditioning!r}")
         h = x
         if self.conditional:
             if sigma is None:
                 raise ValueError("a noise-conditional ScoreMLP needs sigma")
             sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), x.shape[:1])[:, None]  # (B, 1)
+            if self.preconditioning == "edm":
+                # (D − x)/σ² with c_skip − 1 = −σ²/(σ² + σ_d²) taken analytically (no cancellation
+                # at small σ): −x/(σ² + σ_d²) + σ_d F/(σ √(σ² + σ_d²)).
+                _, c_out, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)  # each (B, 1)
+                f = self._mlp(jnp.concatenate([c_in * x, c_noise], axis=1))  # (B, d)
+                return -x * c_in**2 + (c_out / sigma**2) * f
             h = jnp.concatenate([x, jnp.log(sigma)], axis=1)  # (B, d + 1)
+        out = self._mlp(h)  # (B, d)
+        return out / sigma if self.conditional else out
+
+    def denoise(self, x: jnp.ndarray, sigma: jnp.ndarray | float) -> jnp.ndarray:
+        """The denoiser D(x; σ) = x + σ² s(x, σ) (for ``edm``: c_skip x + c_out F), (B, d) → (B, d)."""
+        s = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), x.shape[:1])[:, None]
+        if self.preconditioning == "edm":
+            c_skip, c_out, c_in, c_noise = edm_coefficients(s, self.sigma_data)
+            return c_skip * x + c_out * self._mlp(jnp.concatenate([c_in * x, c_noise], axis=1))
+        return x + s**2 * self(x, sigma)
+
+    @nn.compact
+    def _mlp(self, h: jnp.ndarray) -> jnp.ndarray:
         for i, width in enumerate(self.hidden_dims):
             dense = nn.Dense(width, name=f"dense_{i}", **_dense_initializers(self.initialization, h.shape[-1]))
             h = nn.relu(dense(h))  # (B, hidden)
         out = nn.Dense(self.dim, name=f"dense_{len(self.hidden_dims)}",
                        **_dense_initializers(self.initialization, h.shape[-1]))(h)  # (B, d)
-        return out / sigma if self.conditional else out
+        return out

@@ -8,6 +8,7 @@ The loss is looked up by name in ``jax_dsm.losses.OBJECTIVES``; ``jax_dsm/traine
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any, Literal, Optional
 
@@ -18,6 +19,7 @@ from flax.training.train_state import TrainState
 
 from dsm_common.config import (
     DSMSettings,
+    EDMSettings,
     NCSNSettings,
     SamplerConfig,
     check_hidden_dims,
@@ -63,6 +65,7 @@ class DSMModule:
         objective: str = "dsm",
         dsm: Optional[DSMSettings] = None,
         ncsn: Optional[NCSNSettings] = None,
+        edm: Optional[EDMSettings] = None,
         optimizer: Literal["sgd", "adam"] = "sgd",
         lr: float = 1e-5,
         reduction: Literal["sum", "mean"] = "sum",
@@ -71,13 +74,14 @@ class DSMModule:
         init: Literal["native", "flax", "torch"] = "native",
     ):
         hidden_dims = check_hidden_dims(hidden_dims)
-        self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn}, sampler, lr, optimizer, reduction,
+        self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn, "edm": edm}, sampler, lr, optimizer, reduction,
                                        lr_schedule, init)
         check_sampler_memory(self.methods.sampler, hidden_dims)
-        self.hparams = dict(hidden_dims=list(hidden_dims), objective=objective, dsm=dsm, ncsn=ncsn,
+        self.hparams = dict(hidden_dims=list(hidden_dims), objective=objective, dsm=dsm, ncsn=ncsn, edm=edm,
                             optimizer=optimizer, lr=lr, reduction=reduction, lr_schedule=lr_schedule, init=init)
         self.sampler = self.methods.sampler
-        self.model = ScoreMLP(tuple(hidden_dims), conditional=self.methods.conditional, initialization=init)
+        self.model = ScoreMLP(tuple(hidden_dims), conditional=self.methods.conditional, initialization=init,
+                              **self.methods.network_options())  # σ_data (EDM) from the data at setup
         # A cosine schedule needs the run's length: setup(data, total_steps) builds its optimiser.
         self.tx = self.make_tx() if lr_schedule == "constant" else None
         self.sigmas = self.methods.noise_levels()  # (L,); σ₁ from the data at setup
@@ -98,6 +102,10 @@ class DSMModule:
         """
         h = self.hparams
         self.sigmas = self.methods.noise_levels(data.points)
+        options = self.methods.network_options(data.points)  # EDM: σ_data of the training points
+        if options:  # in the network and the loss's settings
+            self.model = self.model.clone(**options)
+            self.methods = replace(self.methods, settings=replace(self.methods.settings, sigma_data=options["sigma_data"]))
         if h["lr_schedule"] != "constant":
             self.tx = self.make_tx(total_steps)
 

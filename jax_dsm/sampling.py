@@ -1,4 +1,4 @@
-"""Langevin samplers: Euler–Maruyama Langevin dynamics and annealed Langevin (docs/method.md §1, §3).
+"""Samplers: Euler–Maruyama Langevin dynamics, annealed Langevin and the EDM sampler (docs/method.md §1, §3, §6).
 
     x_{k+1} = x_k + (ε/2) s(x_k) + √ε z_k,    z_k ~ N(0, I)
 
@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.tree_util import Partial
 from tqdm.auto import tqdm
@@ -26,7 +27,8 @@ from tqdm.auto import tqdm
 from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
-__all__ = ["langevin", "annealed_langevin", "chunk_length", "SAMPLERS", "run_langevin", "run_annealed_langevin"]
+__all__ = ["langevin", "annealed_langevin", "edm_sampler", "chunk_length", "SAMPLERS", "run_langevin",
+           "run_annealed_langevin", "run_heun", "run_euler"]
 
 
 def chunk_length(n_steps: int, keep_every: int, target_chunks: int) -> int:
@@ -200,6 +202,88 @@ def annealed_langevin(
     return x, (jnp.concatenate(kept) if kept else None)
 
 
+def _edm_step(score_fn, x, t_cur, t_next, gamma, s_noise, eps, heun: bool):
+    """One step of :func:`edm_sampler` (its doc); ``eps`` None: no churn."""
+    t_hat = t_cur * (1 + gamma)
+    if eps is not None:
+        x = x + t_cur * jnp.sqrt(gamma * (2 + gamma)) * s_noise * eps  # √(σ̂² − σ_i²), no cancellation
+    d = -t_hat * score_fn(x, jnp.broadcast_to(t_hat, x.shape[:1]))  # (n, d)
+    x_next = x + (t_next - t_hat) * d
+    if heun:
+        d_next = -t_next * score_fn(x_next, jnp.broadcast_to(t_next, x.shape[:1]))
+        x_next = x + (t_next - t_hat) * (0.5 * d + 0.5 * d_next)
+    return x_next
+
+
+@partial(jax.jit, static_argnames=("heun", "churn"))
+def _edm_scan(score_fn, x0, t_steps, gammas, s_noise, heun: bool, churn: bool, key, noise):
+    n_steps = gammas.shape[0]
+
+    def eps_at(i, x):
+        if not churn:
+            return None
+        return noise[i] if noise is not None else jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
+
+    def step(x, i):
+        x = _edm_step(score_fn, x, t_steps[i], t_steps[i + 1], gammas[i], s_noise, eps_at(i, x), heun)
+        return x, x
+
+    x, states = lax.scan(step, x0 * t_steps[0], jnp.arange(n_steps - 1))  # Heun's steps (or Euler's)
+    last = n_steps - 1  # the last step, to σ_N = 0: Euler's
+    x = _edm_step(score_fn, x, t_steps[last], t_steps[last + 1], gammas[last], s_noise, eps_at(last, x), False)
+    return x, jnp.concatenate([states, x[None]])  # (N, n, d): the state after every step
+
+
+def edm_sampler(
+    score_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray],
+    x0: jnp.ndarray,
+    t_steps: Sequence[float] | jnp.ndarray,
+    gammas: Sequence[float] | jnp.ndarray | None = None,
+    s_noise: float = 1.0,
+    heun: bool = True,
+    keep_every: int = 0,
+    progress: bool = False,
+    *,
+    noise: jnp.ndarray | None = None,
+    rng: jax.Array | None = None,
+) -> tuple[jnp.ndarray, jnp.ndarray | None]:
+    """The EDM sampler (arXiv 2206.00364, Algorithm 2; docs/method.md §6) on the probability-flow
+    ODE dx/dσ = −σ s(x, σ), from x = σ_0 x₀, compiled as one ``lax.scan``.
+
+    Step i: σ̂ = σ_i (1 + γ_i) and x̂ = x + √(σ̂² − σ_i²) s_noise ε_i (no noise where γ_i = 0), the
+    slope d = −σ̂ s(x̂, σ̂), the Euler step x' = x̂ + (σ_{i+1} − σ̂) d, and, for ``heun`` and every
+    step but the last (σ_N = 0), Heun's correction x' = x̂ + (σ_{i+1} − σ̂)(d + d')/2 with
+    d' = −σ_{i+1} s(x', σ_{i+1}). Network evaluations: 2N − 1 (Heun) or N (Euler).
+
+    Args:
+        score_fn: conditional score, ((n, d), (n,)) → (n, d), best a ``Partial``.
+        x0: (n, d) float32 standard normal latents.
+        t_steps: (N + 1,) levels σ_0 > … > σ_N = 0 (``HeunSettings.schedule``).
+        gammas: (N,) churn γ_i (``HeunSettings.gammas``); None: all 0 (deterministic).
+        s_noise: S_noise.
+        heun: second-order steps (else Euler's).
+        keep_every: keep the state after every k-th step (0: none).
+        progress: unused (one compiled call; the torch twin shows a bar).
+        noise: (N, n, d) standard normal ε, used at the steps with γ_i > 0.
+        rng: PRNG key for ε when ``noise`` is None and some γ_i > 0 (step i: ``fold_in(rng, i)``).
+
+    Returns:
+        ``(x, kept)``: final states (n, d), and (N // k, n, d) kept states or None.
+
+    Raises:
+        ValueError: some γ_i > 0 with neither ``noise`` nor ``rng``.
+    """
+    t = jnp.asarray(t_steps, x0.dtype)
+    g = jnp.zeros(t.shape[0] - 1, x0.dtype) if gammas is None else jnp.asarray(gammas, x0.dtype)
+    churn = bool(jnp.any(g > 0))
+    if churn:
+        require_randomness("edm_sampler", rng, noise)
+    x, states = _edm_scan(_as_partial(score_fn), x0, t, g, jnp.asarray(s_noise, x0.dtype), heun, churn,
+                          rng if churn and noise is None else None, noise if churn else None)
+    kept = states[keep_every - 1 :: keep_every] if keep_every else None
+    return x, (kept if kept is not None and kept.shape[0] else None)
+
+
 # ----------------------------------------------------------------------------- the sampler registry
 # JAX functions under the names of dsm_common.registry.SAMPLERS: (score_fn(x, σ (n,)) as a Partial,
 # x0 (n, d), sigmas (L,), settings, keep_every, progress, *, rng) → (final, kept). Mirror: torch_dsm/sampling.py.
@@ -220,3 +304,24 @@ def run_annealed_langevin(score_fn, x0: jnp.ndarray, sigmas: jnp.ndarray, settin
     """``annealed_langevin`` with its settings (``AnnealedLangevinSettings``) over all of ``sigmas``."""
     return annealed_langevin(score_fn, x0, sigmas, settings.step_size, settings.n_steps_each, settings.denoise,
                              keep_every, progress, rng=rng)
+
+
+def _run_edm(heun: bool, score_fn, x0: jnp.ndarray, sigmas: jnp.ndarray, settings, keep_every: int, progress: bool,
+             rng: jax.Array | None):
+    t = settings.schedule(np.asarray(sigmas, np.float64))  # (N + 1,), from HeunSettings/EulerSettings
+    return edm_sampler(score_fn, x0, jnp.asarray(t, x0.dtype), jnp.asarray(settings.gammas(t), x0.dtype),
+                       settings.s_noise, heun, keep_every, progress, rng=rng)
+
+
+@SAMPLERS("heun")
+def run_heun(score_fn, x0: jnp.ndarray, sigmas: jnp.ndarray, settings, keep_every: int = 0,
+             progress: bool = False, *, rng: jax.Array | None = None):
+    """``heun`` with its settings (``HeunSettings``) over the model's range ``sigmas``: :func:`edm_sampler`."""
+    return _run_edm(True, score_fn, x0, sigmas, settings, keep_every, progress, rng)
+
+
+@SAMPLERS("euler")
+def run_euler(score_fn, x0: jnp.ndarray, sigmas: jnp.ndarray, settings, keep_every: int = 0,
+              progress: bool = False, *, rng: jax.Array | None = None):
+    """``euler`` with its settings (``EulerSettings``) over the model's range ``sigmas``: :func:`edm_sampler`."""
+    return _run_edm(False, score_fn, x0, sigmas, settings, keep_every, progress, rng)

@@ -13,7 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from dsm_common.validation import DSMInputError
-from dsm_common.weights import check_canonical, check_widths, layer_dims, load_canonical, network_layout, save_canonical
+from dsm_common.weights import (
+    check_canonical,
+    check_widths,
+    layer_dims,
+    load_canonical,
+    network_layout,
+    network_options,
+    save_canonical,
+)
 from jax_dsm.models import ScoreMLP
 
 __all__ = ["to_canonical", "from_canonical", "save_weights", "load_weights"]
@@ -45,7 +53,7 @@ def from_canonical(
     dims = layer_dims(params)
     if model is None:
         hidden, conditional, dim = network_layout(params, config)
-        model = ScoreMLP(tuple(hidden), conditional=conditional, dim=dim)
+        model = ScoreMLP(tuple(hidden), conditional=conditional, dim=dim, **network_options(config, conditional))
     check_widths(params, [model.dim + int(model.conditional), *model.hidden_dims, model.dim])
     variables = {
         "params": {

@@ -45,10 +45,13 @@ import torch_dsm.mixtures as tm
 import torch_dsm.module as tmod
 import torch_dsm.sampling as ts
 import torch_dsm.weights as tw
+from dsm_common.config import HeunSettings
 from dsm_common.mixtures import ncsn_toy_mixture, seed_mixture
-from dsm_common.testing import numpy_langevin
+from dsm_common.testing import numpy_edm_denoiser, numpy_edm_sampler, numpy_langevin
+from jax_dsm.models import ScoreMLP as JaxScoreMLP
 from parity_tests.devices import Device
 from parity_tests.fixture_data import weight_set
+from torch_dsm.models import ScoreMLP as TorchScoreMLP
 
 __all__ = ["Result", "COMPARISONS", "run_all", "BOUND_REL", "BOUND_SGD", "BOUND_SAMPLER"]
 
@@ -458,6 +461,99 @@ def exact_score(fx: Fixtures, dev: Device) -> list[Result]:
     return out
 
 
+EDM_SIGMA_DATA = 5.0
+
+
+def _edm_nets(fx: Fixtures, dev: Device):
+    """The conditional fixture weights as EDM's F, preconditioned with σ_d = 5, on both sides."""
+    params = weight_set(fx, "cond")
+    hidden = [params[f"dense_{i}.bias"].shape[0] for i in range(len(params) // 2 - 1)]
+    net = tw.from_canonical(params, TorchScoreMLP(hidden, conditional=True, preconditioning="edm",
+                                                  sigma_data=EDM_SIGMA_DATA)).to(dev.torch)
+    with jax.default_device(dev.jax):
+        model, v = jw.from_canonical(params, JaxScoreMLP(tuple(hidden), conditional=True, preconditioning="edm",
+                                                         sigma_data=EDM_SIGMA_DATA))
+    return params, net, model, jax.device_put(v, dev.jax)
+
+
+def edm(fx: Fixtures, dev: Device) -> list[Result]:
+    """EDM (docs/method.md §6), σ_d = 5: the preconditioned network's score and denoiser on 256
+    points at 256 levels (also against the float64 numpy denoiser), and the EDM loss with shared
+    σ draws and noise (p_mean −1, p_std 2) and its gradients."""
+    params, net, model, v = _edm_nets(fx, dev)
+    x, s = fx["x_eval"], fx["sigma_eval"]
+    with torch.no_grad():
+        a, da = net(_t(x, dev), _t(s, dev)), net.denoise(_t(x, dev), _t(s, dev))
+    b = jax.jit(model.apply)(v, _j(x, dev), _j(s, dev))
+    db = jax.jit(partial(model.apply, method="denoise"))(v, _j(x, dev), _j(s, dev))
+    ref = numpy_edm_denoiser(params, x, s, EDM_SIGMA_DATA)
+    out = [
+        _diff("EDM preconditioned score (D − x)/σ²", dev, _n(a), _n(b), BOUND_REL, "rel"),
+        _diff("EDM denoiser D", dev, _n(da), _n(db), BOUND_REL, "rel"),
+        _diff("EDM denoiser D: torch vs numpy float64", dev, _n(da), ref, BOUND_REL, "rel"),
+    ]
+    xb, z, eps = fx["x"], fx["z"], fx["ncsn_z"][:, 0]
+    for p in net.parameters():
+        p.grad = None
+    la = tl.edm_loss(net, _t(xb, dev), EDM_SIGMA_DATA, -1.0, 2.0, log_sigma_noise=_t(eps, dev), noise=_t(z, dev))
+    la.backward()
+
+    def loss(variables):
+        return jl.edm_loss(partial(model.apply, variables), _j(xb, dev), EDM_SIGMA_DATA, -1.0, 2.0,
+                           log_sigma_noise=_j(eps, dev), noise=_j(z, dev))
+
+    lb, gb = jax.value_and_grad(loss)(v)
+    out.append(_diff("EDM loss (mean)", dev, _n(la), _n(lb), BOUND_REL, "rel"))
+    ga, gj = _torch_grads(net), jw.to_canonical(gb)
+    worst = max(ga, key=lambda k: _diff(k, dev, ga[k], gj[k], BOUND_REL, "rel").rel)
+    out.append(_diff(f"EDM loss gradient (worst tensor: {worst})", dev, ga[worst], gj[worst], BOUND_REL, "rel"))
+    return out
+
+
+def edm_sampler(fx: Fixtures, dev: Device) -> list[Result]:
+    """The EDM sampler with the preconditioned fixture network (σ_d = 5, σ ∈ [0.002, 80], ρ = 7,
+    32 chains): one Heun step, the full deterministic Heun run (20 steps, 39 evaluations) also
+    against the float64 numpy Algorithm 2, Euler, and the stochastic sampler with churn and
+    shared noise."""
+    params, net, model, v = _edm_nets(fx, dev)
+    x0, noise = fx["x0"], fx["langevin_noise"][:20]
+    settings = HeunSettings(num_steps=20)
+    t = settings.schedule(np.array([80.0, 0.002]))
+    score = Partial(model.apply, v)
+    out = []
+
+    def both(label, t_, g=None, heun=True, with_noise=False, ref=None):
+        kw_t = {"noise": _t(noise[: len(t_) - 1], dev)} if with_noise else {}
+        a, _ = ts.edm_sampler(net, _t(x0, dev), _t(t_.astype(np.float32), dev),
+                              None if g is None else _t(g.astype(np.float32), dev), heun=heun, **kw_t)
+        with jax.default_device(dev.jax):
+            kw_j = {"noise": _j(noise[: len(t_) - 1], dev)} if with_noise else {}
+            b, _ = js.edm_sampler(score, _j(x0, dev), _j(t_.astype(np.float32), dev),
+                                  None if g is None else _j(g.astype(np.float32), dev), heun=heun, **kw_j)
+        out.append(_diff(label, dev, _n(a), _n(b), BOUND_SAMPLER, "abs"))
+        if ref is not None:
+            out.append(_diff(label + ": torch vs numpy float64", dev, _n(a), ref, BOUND_SAMPLER, "abs"))
+
+    def denoise(x, sigma):
+        return numpy_edm_denoiser(params, x, sigma, EDM_SIGMA_DATA)
+
+    # One Heun step: the state after the first step of the 20-step run (kept with keep_every=1).
+    _, ka = ts.edm_sampler(net, _t(x0, dev), _t(t.astype(np.float32), dev), keep_every=1)
+    with jax.default_device(dev.jax):
+        _, kb = js.edm_sampler(score, _j(x0, dev), _j(t.astype(np.float32), dev), keep_every=1)
+    first = numpy_edm_sampler(lambda x, sigma: numpy_edm_denoiser(params, x, sigma, EDM_SIGMA_DATA), x0,
+                              np.array([t[0], t[1], 0.0]), steps=1)
+    out.append(_diff("EDM one Heun step (σ 80 → 59.7): states", dev, _n(ka[0]), _n(kb[0]), BOUND_REL, "rel"))
+    out.append(_diff("EDM one Heun step: torch vs numpy float64", dev, _n(ka[0]), first, BOUND_REL, "rel"))
+    both("EDM Heun 20 steps (39 evaluations): states", t, ref=numpy_edm_sampler(denoise, x0, t))
+    both("EDM Euler 20 steps: states", t, heun=False)
+    churn = HeunSettings(num_steps=20, s_churn=10.0, s_tmin=0.05, s_tmax=50.0)
+    g = churn.gammas(t)
+    both("EDM stochastic sampler (S_churn 10), shared noise: states", t, g, with_noise=True,
+         ref=numpy_edm_sampler(denoise, x0, t, g, noise=noise))
+    return out
+
+
 COMPARISONS: dict[str, Callable[[Fixtures, Device], list[Result]]] = {
     "forward": forward,
     "dsm_loss": dsm_loss,
@@ -470,6 +566,8 @@ COMPARISONS: dict[str, Callable[[Fixtures, Device], list[Result]]] = {
     "langevin": langevin,
     "annealed_langevin": annealed_langevin,
     "exact_score": exact_score,
+    "edm": edm,
+    "edm_sampler": edm_sampler,
 }
 
 

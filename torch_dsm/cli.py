@@ -82,6 +82,8 @@ class TorchBackend:
         self.model = model.cpu().eval()
         self.threads = threads  # --torch_threads; None: choose_threads picks by the chain count
         self.conditional = model.conditional
+        self.preconditioning = (None if model.preconditioning == "none"
+                                else {"name": model.preconditioning, "sigma_data": float(model.sigma_data)})
         self.sigmas = np.asarray(sigmas, np.float64)
         self._sigmas = torch.as_tensor(self.sigmas, dtype=torch.float32)  # (L,)
         self.progress = progress

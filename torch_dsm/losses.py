@@ -1,4 +1,4 @@
-"""Denoising score matching losses (Vincent 2011; docs/method.md §1 and §3).
+"""Denoising score matching losses (Vincent 2011; docs/method.md §1, §3 and §6).
 
 Mirror: ``jax_dsm/losses.py``. Noise is drawn per point and per coordinate, or passed in, so the
 two frameworks can be fed the same numpy draws.
@@ -13,7 +13,8 @@ import torch
 from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
-__all__ = ["dsm_loss", "ncsn_loss", "per_level_loss", "OBJECTIVES", "dsm_objective", "ncsn_objective"]
+__all__ = ["dsm_loss", "ncsn_loss", "edm_loss", "per_level_loss", "OBJECTIVES", "dsm_objective", "ncsn_objective",
+           "edm_objective"]
 
 
 def _reduce(per_point: torch.Tensor, reduction: str, mask: torch.Tensor | None) -> torch.Tensor:
@@ -103,6 +104,51 @@ def ncsn_loss(
     return _reduce(per_point, reduction, mask)
 
 
+def edm_loss(
+    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    sigma_data: float,
+    p_mean: float,
+    p_std: float,
+    reduction: str = "mean",
+    mask: torch.Tensor | None = None,
+    *,
+    log_sigma_noise: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    rng: torch.Generator | None = None,
+) -> torch.Tensor:
+    """EDM training loss (arXiv 2206.00364, eq. 8 with Table 1's λ and p_train):
+    ``λ(σ) ‖D_θ(x + σ z; σ) − x‖²`` with ln σ ~ N(p_mean, p_std²), λ(σ) = (σ² + σ_d²)/(σ σ_d)²,
+    one σ per point. With D = x̃ + σ² s(x̃, σ) this is ``(1 + σ²/σ_d²) ‖σ s_θ(x̃, σ) + z‖²``,
+    the form computed here (no cancellation at small σ; docs/method.md §6).
+
+    Args:
+        score_fn: conditional network, ((B, d), (B,)) → (B, d) (the score of its denoiser).
+        x: clean batch (B, d) float32.
+        sigma_data: σ_d. p_mean, p_std: the log-normal law of σ.
+        reduction: ``"mean"`` (default) or ``"sum"`` over the batch.
+        mask: (B,) bool, True for real points (padded batches).
+        log_sigma_noise: (B,) standard normal ε, σ = exp(p_mean + p_std ε).
+        noise: (B, d) standard normal z.
+        rng: torch Generator for the draws not passed in (ε drawn first).
+
+    Returns:
+        Scalar tensor.
+
+    Raises:
+        ValueError: a random input missing and no ``rng``; an unknown ``reduction``.
+    """
+    require_randomness("edm_loss", rng, log_sigma_noise, noise)
+    if log_sigma_noise is None:
+        log_sigma_noise = torch.randn(x.shape[:1], generator=rng, dtype=x.dtype, device=x.device)
+    z = torch.randn(x.shape, generator=rng, dtype=x.dtype, device=x.device) if noise is None else noise
+    sigma = torch.exp(p_mean + p_std * log_sigma_noise)  # (B,)
+    x_tilde = x + sigma[:, None] * z  # (B, d)
+    weight = 1 + (sigma / sigma_data) ** 2  # (B,): λ(σ) σ²
+    per_point = weight * ((sigma[:, None] * score_fn(x_tilde, sigma) + z) ** 2).sum(dim=-1)  # (B,)
+    return _reduce(per_point, reduction, mask)
+
+
 @torch.no_grad()
 def per_level_loss(
     score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -142,3 +188,16 @@ def ncsn_objective(net, x: torch.Tensor, sigmas: torch.Tensor, settings, reducti
                    mask: torch.Tensor | None = None, *, rng: torch.Generator | None = None) -> torch.Tensor:
     """``ncsn``: :func:`ncsn_loss` over ``sigmas`` (``NCSNSettings``)."""
     return ncsn_loss(net, x, sigmas, reduction, mask, rng=rng)
+
+
+@OBJECTIVES("edm")
+def edm_objective(net, x: torch.Tensor, sigmas: torch.Tensor, settings, reduction: str = "mean",
+                  mask: torch.Tensor | None = None, *, rng: torch.Generator | None = None) -> torch.Tensor:
+    """``edm``: :func:`edm_loss` with ``settings`` (``EDMSettings``, σ_data resolved from the data).
+
+    Raises:
+        ValueError: ``settings.sigma_data`` not yet resolved (the module sets it at setup).
+    """
+    if settings.sigma_data is None:
+        raise ValueError("edm_loss needs settings.sigma_data (DSMModule.setup sets it from the data)")
+    return edm_loss(net, x, settings.sigma_data, settings.p_mean, settings.p_std, reduction, mask, rng=rng)

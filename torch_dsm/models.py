@@ -3,6 +3,9 @@
 Unconditional (the reference recipe): ``2 → 256 → ReLU → 256 → ReLU → 2``.
 Noise-conditional (NCSN, docs/method.md §3): the network sees ``(x, log σ)`` and its output is divided by
 σ, so ``σ s_θ(x, σ)`` is of order one at every level (arXiv 2006.09011, technique 3).
+Preconditioned (EDM, docs/method.md §6): the MLP is F_θ of the denoiser
+D(x; σ) = c_skip(σ) x + c_out(σ) F_θ(c_in(σ) x; c_noise(σ)), fed ``(c_in x, c_noise)``, and the
+network returns the score (D − x)/σ² (arXiv 2206.00364, Table 1).
 
 Mirror: ``jax_dsm/models.py``. Layer ``i`` is ``dense[i]`` here and ``dense_{i}`` there; both map
 to ``dense_{i}.kernel`` / ``dense_{i}.bias`` in the canonical layout (``weights.py``).
@@ -17,7 +20,16 @@ from torch import nn
 
 from dsm_common.init import TRUNCATED_NORMAL_STD, resolve_init
 
-__all__ = ["ScoreMLP"]
+__all__ = ["ScoreMLP", "edm_coefficients"]
+
+PRECONDITIONINGS = ("none", "edm")
+
+
+def edm_coefficients(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, ...]:
+    """EDM's preconditioning (arXiv 2206.00364, Table 1, column "ours") at σ (any shape):
+    ``(c_skip, c_out, c_in, c_noise)`` = (σ_d²/(σ² + σ_d²), σ σ_d/√(σ² + σ_d²), 1/√(σ² + σ_d²), ln(σ)/4)."""
+    total = sigma**2 + sigma_data**2
+    return sigma_data**2 / total, sigma * sigma_data / total.sqrt(), total.rsqrt(), sigma.log() / 4
 
 
 class ScoreMLP(nn.Module):
@@ -27,17 +39,25 @@ class ScoreMLP(nn.Module):
         hidden_dims: widths of the hidden layers, e.g. ``(256, 256)``.
         conditional: if True, the input is ``(x, log σ)`` and the output is divided by σ.
         dim: data dimension d (2).
+        preconditioning: ``none``, or ``edm`` (conditional networks): the MLP is EDM's F_θ and the
+            network returns the score of the denoiser D (module doc).
+        sigma_data: σ_data of the ``edm`` preconditioning (set from the data before training).
         initialization: law of the initial weights (``dsm_common.init``): ``torch`` or ``native``
             (``nn.Linear``'s default), or ``flax`` (Flax's ``nn.Dense`` default: truncated
             LeCun-normal kernels, zero biases); drawn from torch's global random stream.
 
     Raises:
         DSMInputError: an unknown ``initialization``.
+        ValueError: an unknown ``preconditioning``, or ``edm`` on an unconditional network.
     """
 
     def __init__(self, hidden_dims: Sequence[int] = (256, 256), conditional: bool = False, dim: int = 2,
-                 initialization: str = "native"):
+                 initialization: str = "native", preconditioning: str = "none", sigma_data: float = 1.0):
         super().__init__()
+        if preconditioning not in PRECONDITIONINGS or (preconditioning == "edm" and not conditional):
+            raise ValueError(f"preconditioning must be none or (conditional networks) edm, got {preconditioning!r}")
+        self.preconditioning = preconditioning
+        self.sigma_data = float(sigma_data)
         self.hidden_dims = tuple(int(h) for h in hidden_dims)
         self.conditional = conditional
         self.dim = dim
@@ -63,8 +83,28 @@ class ScoreMLP(nn.Module):
             if sigma is None:
                 raise ValueError("a noise-conditional ScoreMLP needs sigma")
             sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])[:, None]  # (B, 1)
+            if self.preconditioning == "edm":
+                return self._edm_score(x, sigma)
             h = torch.cat([x, torch.log(sigma)], dim=1)  # (B, d + 1)
+        out = self._mlp(h)  # (B, d)
+        return out / sigma if self.conditional else out
+
+    def _mlp(self, h: torch.Tensor) -> torch.Tensor:
         for layer in self.dense[:-1]:
             h = torch.relu(layer(h))  # (B, hidden)
-        out = self.dense[-1](h)  # (B, d)
-        return out / sigma if self.conditional else out
+        return self.dense[-1](h)  # (B, d)
+
+    def _edm_score(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        # (D − x)/σ² with c_skip − 1 = −σ²/(σ² + σ_d²) taken analytically (no cancellation at small σ):
+        # −x/(σ² + σ_d²) + σ_d F/(σ √(σ² + σ_d²)).
+        _, c_out, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)  # each (B, 1)
+        f = self._mlp(torch.cat([c_in * x, c_noise], dim=1))  # (B, d)
+        return -x * c_in**2 + (c_out / sigma**2) * f
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """The denoiser D(x; σ) = x + σ² s(x, σ) (for ``edm``: c_skip x + c_out F), (B, d) → (B, d)."""
+        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])[:, None]
+        if self.preconditioning == "edm":
+            c_skip, c_out, c_in, c_noise = edm_coefficients(s, self.sigma_data)
+            return c_skip * x + c_out * self._mlp(torch.cat([c_in * x, c_noise], dim=1))
+        return x + s**2 * self(x, sigma)

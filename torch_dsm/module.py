@@ -12,6 +12,7 @@ is the twin of Lightning's ``Trainer``).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -22,6 +23,7 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from dsm_common.config import (
     DSMSettings,
+    EDMSettings,
     NCSNSettings,
     SamplerConfig,
     check_hidden_dims,
@@ -81,6 +83,7 @@ class DSMModule(L.LightningModule):
         objective: str = "dsm",
         dsm: Optional[DSMSettings] = None,
         ncsn: Optional[NCSNSettings] = None,
+        edm: Optional[EDMSettings] = None,
         optimizer: Literal["sgd", "adam"] = "sgd",
         lr: float = 1e-5,
         reduction: Literal["sum", "mean"] = "sum",
@@ -90,14 +93,15 @@ class DSMModule(L.LightningModule):
     ):
         super().__init__()
         hidden_dims = check_hidden_dims(hidden_dims)
-        self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn}, sampler, lr, optimizer, reduction,
+        self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn, "edm": edm}, sampler, lr, optimizer, reduction,
                                        lr_schedule, init)
         check_sampler_memory(self.methods.sampler, hidden_dims)
         self.sampler = self.methods.sampler
         self.save_hyperparameters(ignore=["sampler"])
         # Plain dicts, not dataclasses, in the checkpoint: torch.load(weights_only=True) reads them.
-        self.hparams.update(settings_record({"dsm": dsm, "ncsn": ncsn}))
-        self.model = ScoreMLP(hidden_dims, conditional=self.methods.conditional, initialization=init)
+        self.hparams.update(settings_record({"dsm": dsm, "ncsn": ncsn, "edm": edm}))
+        self.model = ScoreMLP(hidden_dims, conditional=self.methods.conditional, initialization=init,
+                              **self.methods.network_options())  # σ_data (EDM) from the data at setup
         levels = self.methods.noise_levels()  # σ₁ from the data at setup
         self.register_buffer("sigmas", torch.tensor(levels, dtype=torch.float32))  # (L,)
         self.loss_history: list[float] = []  # mean batch loss of each finished epoch
@@ -131,6 +135,11 @@ class DSMModule(L.LightningModule):
         # a resumed checkpoint overwrites it.
         if dm is not None:
             self.sigmas.copy_(torch.as_tensor(self.methods.noise_levels(dm.data.points), dtype=torch.float32))
+            options = self.methods.network_options(dm.data.points)
+            if options:  # EDM: σ_data of the training points, in the network and the loss's settings
+                self.model.sigma_data = options["sigma_data"]
+                self.methods = replace(self.methods, settings=replace(self.methods.settings,
+                                                                      sigma_data=options["sigma_data"]))
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(x, sigma)

@@ -1,4 +1,4 @@
-"""Langevin samplers: Euler–Maruyama Langevin dynamics and annealed Langevin (docs/method.md §1, §3).
+"""Samplers: Euler–Maruyama Langevin dynamics, annealed Langevin and the EDM sampler (docs/method.md §1, §3, §6).
 
     x_{k+1} = x_k + (ε/2) s(x_k) + √ε z_k,    z_k ~ N(0, I)
 
@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
-__all__ = ["langevin", "annealed_langevin", "SAMPLERS", "run_langevin", "run_annealed_langevin"]
+__all__ = ["langevin", "annealed_langevin", "edm_sampler", "SAMPLERS", "run_langevin", "run_annealed_langevin",
+           "run_heun", "run_euler"]
 
 _NOISE_FLOATS = 1 << 18  # noise drawn at once when none is passed in: ≤ 1 MiB of float32
 
@@ -140,6 +141,70 @@ def annealed_langevin(
 SAMPLERS: Registry[Callable] = Registry("torch sampler", "model.sampler.name")
 
 
+@torch.inference_mode()
+def edm_sampler(
+    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    t_steps: Sequence[float] | torch.Tensor,
+    gammas: Sequence[float] | torch.Tensor | None = None,
+    s_noise: float = 1.0,
+    heun: bool = True,
+    keep_every: int = 0,
+    progress: bool = False,
+    *,
+    noise: torch.Tensor | None = None,
+    rng: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The EDM sampler (arXiv 2206.00364, Algorithm 2; docs/method.md §6) on the probability-flow
+    ODE dx/dσ = −σ s(x, σ), from x = σ_0 x₀.
+
+    Step i: σ̂ = σ_i (1 + γ_i) and x̂ = x + √(σ̂² − σ_i²) s_noise ε_i (no noise where γ_i = 0), the
+    slope d = −σ̂ s(x̂, σ̂), the Euler step x' = x̂ + (σ_{i+1} − σ̂) d, and, for ``heun`` and every
+    step but the last (σ_N = 0), Heun's correction x' = x̂ + (σ_{i+1} − σ̂)(d + d')/2 with
+    d' = −σ_{i+1} s(x', σ_{i+1}). Network evaluations: 2N − 1 (Heun) or N (Euler).
+
+    Args:
+        score_fn: conditional score, ((n, d), (n,)) → (n, d).
+        x0: (n, d) float32 standard normal latents.
+        t_steps: (N + 1,) levels σ_0 > … > σ_N = 0 (``HeunSettings.schedule``).
+        gammas: (N,) churn γ_i (``HeunSettings.gammas``); None: all 0 (deterministic).
+        s_noise: S_noise.
+        heun: second-order steps (else Euler's).
+        keep_every: keep the state after every k-th step (0: none).
+        progress: show a tqdm bar over steps.
+        noise: (N, n, d) standard normal ε, used at the steps with γ_i > 0.
+        rng: torch Generator for ε when ``noise`` is None and some γ_i > 0.
+
+    Returns:
+        ``(x, kept)``: final states (n, d), and (N // k, n, d) kept states or None.
+
+    Raises:
+        ValueError: some γ_i > 0 with neither ``noise`` nor ``rng``.
+    """
+    t = torch.as_tensor(t_steps, dtype=x0.dtype, device=x0.device)
+    n_steps = t.shape[0] - 1
+    g = torch.zeros(n_steps, dtype=x0.dtype) if gammas is None else torch.as_tensor(gammas, dtype=x0.dtype)
+    churned = [bool(v > 0) for v in g]
+    if any(churned):
+        require_randomness("edm_sampler", rng, noise)
+    x, kept = x0 * t[0], []
+    for i in tqdm(range(n_steps), desc="EDM sampler", disable=not progress):
+        t_cur, t_next = t[i], t[i + 1]
+        t_hat = t_cur * (1 + g[i])
+        if churned[i]:
+            eps = noise[i] if noise is not None else torch.randn(x.shape, generator=rng, dtype=x.dtype, device=x.device)
+            x = x + t_cur * torch.sqrt(g[i] * (2 + g[i])) * s_noise * eps  # √(σ̂² − σ_i²), no cancellation
+        d = -t_hat * score_fn(x, t_hat.expand(x.shape[0]))  # (n, d)
+        x_next = x + (t_next - t_hat) * d
+        if heun and i < n_steps - 1:
+            d_next = -t_next * score_fn(x_next, t_next.expand(x.shape[0]))
+            x_next = x + (t_next - t_hat) * (0.5 * d + 0.5 * d_next)
+        x = x_next
+        if keep_every and (i + 1) % keep_every == 0:
+            kept.append(x.clone())
+    return x, (torch.stack(kept) if kept else None)
+
+
 @SAMPLERS("langevin")
 def run_langevin(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_every: int = 0,
                  progress: bool = False, *, rng: torch.Generator | None = None):
@@ -154,3 +219,24 @@ def run_annealed_langevin(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, sett
     """``annealed_langevin`` with its settings (``AnnealedLangevinSettings``) over all of ``sigmas``."""
     return annealed_langevin(score_fn, x0, sigmas, settings.step_size, settings.n_steps_each, settings.denoise,
                              keep_every, progress, rng=rng)
+
+
+def _run_edm(heun: bool, score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_every: int, progress: bool,
+             rng: torch.Generator | None):
+    t = settings.schedule(sigmas.cpu().numpy().astype("float64"))  # (N + 1,), from HeunSettings/EulerSettings
+    return edm_sampler(score_fn, x0, torch.as_tensor(t, dtype=x0.dtype), torch.as_tensor(settings.gammas(t), dtype=x0.dtype),
+                       settings.s_noise, heun, keep_every, progress, rng=rng)
+
+
+@SAMPLERS("heun")
+def run_heun(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_every: int = 0,
+             progress: bool = False, *, rng: torch.Generator | None = None):
+    """``heun`` with its settings (``HeunSettings``) over the model's range ``sigmas``: :func:`edm_sampler`."""
+    return _run_edm(True, score_fn, x0, sigmas, settings, keep_every, progress, rng)
+
+
+@SAMPLERS("euler")
+def run_euler(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_every: int = 0,
+              progress: bool = False, *, rng: torch.Generator | None = None):
+    """``euler`` with its settings (``EulerSettings``) over the model's range ``sigmas``: :func:`edm_sampler`."""
+    return _run_edm(False, score_fn, x0, sigmas, settings, keep_every, progress, rng)

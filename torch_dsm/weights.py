@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from dsm_common.validation import DSMInputError
-from dsm_common.weights import check_canonical, check_widths, load_canonical, network_layout, save_canonical
+from dsm_common.weights import check_canonical, check_widths, load_canonical, network_layout, network_options, save_canonical
 from torch_dsm.models import ScoreMLP
 
 __all__ = ["to_canonical", "from_canonical", "save_weights", "load_weights"]
@@ -39,7 +39,7 @@ def from_canonical(params: Mapping[str, np.ndarray], model: ScoreMLP | None = No
     params = check_canonical(params)
     if model is None:
         hidden, conditional, dim = network_layout(params, config)
-        model = ScoreMLP(hidden, conditional=conditional, dim=dim)
+        model = ScoreMLP(hidden, conditional=conditional, dim=dim, **network_options(config, conditional))
     check_widths(params, [model.dim + int(model.conditional), *model.hidden_dims, model.dim])
     with torch.no_grad():
         for i, layer in enumerate(model.dense):
