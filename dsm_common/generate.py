@@ -118,7 +118,8 @@ def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
     frames = labels = None
     if cfg.animation_frames:
         chains = x0[: cfg.animation_chains]
-        keep = spec.frames(settings, n_levels, cfg.animation_frames)
+        keep = (spec.frames(settings, n_levels, cfg.animation_frames) if spec.frames
+                else max(1, nfe // cfg.animation_frames))
         final, kept = backend.sample(name, chains, settings, keep, cfg.seed + 3)
         final, kept = np.asarray(final), ([] if kept is None else list(np.asarray(kept)))
         if spec.conditioning == "sigma":  # states kept within each level, the levels in equal shares

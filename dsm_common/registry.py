@@ -94,7 +94,8 @@ class SamplerSpec:
             the one-chain trajectory demo (``steps`` evaluations of step ``step_size``, every
             ``keep_every``-th state kept where the sampler allows it).
         frames: ``(settings, n_levels, frames) → keep_every`` giving about ``frames`` kept states
-            of a full run (the animation; a multi-level sampler keeps states within each level).
+            of a full run (the animation; a multi-level sampler keeps states within each level);
+            None: every (NFE // frames)-th.
     """
 
     settings: type
@@ -102,7 +103,7 @@ class SamplerSpec:
     nfe: Callable[[Any, int], int]
     describe: Callable[[Any, int], str]
     demo: Callable[[Any, int, float, int, int], tuple[Any, int]]
-    frames: Callable[[Any, int, int], int]
+    frames: Callable[[Any, int, int], int] | None = None
 
 
 OBJECTIVES: Registry[ObjectiveSpec] = Registry("objective", "model.objective")

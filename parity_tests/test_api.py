@@ -210,5 +210,6 @@ def test_the_registries_hold_the_same_names_on_both_sides():
     import torch_dsm.sampling as ts
     from dsm_common.registry import OBJECTIVES, SAMPLERS
 
-    assert SAMPLERS.names() == ts.SAMPLERS.names() == js.SAMPLERS.names() == ["langevin", "annealed_langevin"]
-    assert OBJECTIVES.names() == tl.OBJECTIVES.names() == jl.OBJECTIVES.names() == ["dsm", "ncsn"]
+    assert SAMPLERS.names() == ts.SAMPLERS.names() == js.SAMPLERS.names() == ["langevin", "annealed_langevin", "heun",
+                                                                               "euler"]
+    assert OBJECTIVES.names() == tl.OBJECTIVES.names() == jl.OBJECTIVES.names() == ["dsm", "ncsn", "edm"]
