@@ -557,7 +557,7 @@ def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerCo
     sampler = (sampler if sampler is not None else SamplerConfig()).validate()
     name = sampler.name or spec.default_sampler
     if SAMPLERS[name].conditioning == "sigma" and spec.conditioning != "sigma":
-        raise DSMInputError(f"model.sampler.name={name} needs a network conditioned on σ (model.objective: ncsn), "
+        raise DSMInputError(f"model.sampler.name={name} needs a network conditioned on σ (model.objective: ncsn or edm), "
                             f"not model.objective: {objective}")
     return MethodChoice(objective, spec, settings, sampler, name)
 

@@ -86,7 +86,7 @@ def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
     cfg.validate()
     spec = SAMPLERS[name]
     if spec.conditioning == "sigma" and not backend.conditional:
-        raise DSMInputError(f"model.sampler.name={name} needs a network conditioned on σ (model.objective: ncsn)")
+        raise DSMInputError(f"model.sampler.name={name} needs a network conditioned on σ (model.objective: ncsn or edm)")
     settings = cfg.settings(name)
     n_levels = len(backend.sigmas)
     nfe = spec.nfe(settings, n_levels)
