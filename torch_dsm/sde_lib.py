@@ -1,0 +1,155 @@
+"""Score SDEs (arXiv 2011.13456): VE, VP and sub-VP, with the reference code's names (yang-song/
+score_sde_pytorch, ``sde_lib.py``) and defaults, T = 1. Mirror: ``jax_dsm/sde_lib.py``; the float64
+marginals and the exact mixture oracle: ``dsm_common/sde.py``.
+
+Every SDE dx = f(x, t) dt + g(t) dw has ``sde(x, t) → (f, g)``, ``marginal_prob(x, t) →
+(mean, std)`` of the perturbation kernel p_{0t}(x_t | x₀), ``prior_sampling``, ``prior_logp``,
+``discretize(x, t) → (f_i, G_i)`` (one step x_{i+1} = x_i + f_i + G_i z of its N-step chain) and
+``reverse(score_fn, probability_flow)``: the reverse-time SDE dx = [f − g² s(x, t)] dt + g dw̄, or
+the probability-flow ODE dx = [f − ½ g² s(x, t)] dt. ``discretize`` takes the step nearest to
+t (N − 1)/T, where the reference truncates: float32 rounding of t = i/(N − 1) would put it a step early.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+__all__ = ["SDE", "VESDE", "VPSDE", "subVPSDE"]
+
+
+class SDE:
+    """An Itô SDE on [0, T] with an N-step discretisation (abstract)."""
+
+    def __init__(self, N: int):  # noqa: N803 (the reference's name)
+        self.N = N
+
+    T = 1.0
+
+    def sde(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def marginal_prob(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def discretize(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Euler–Maruyama over dt = T/N: ``(f(x, t) dt, g(t) √dt)``."""
+        dt = 1 / self.N
+        drift, diffusion = self.sde(x, t)
+        return drift * dt, diffusion * math.sqrt(dt)
+
+    def reverse(self, score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                probability_flow: bool = False) -> SDE:
+        """The reverse-time SDE (or, with ``probability_flow``, the ODE) given the score s(x, t)
+        (x (n, d), t (n,)): drift f − g² s (f − ½ g² s), diffusion g (0); its ``discretize``
+        reverses this SDE's: f_i − G_i² s, G_i (½ and 0 for the ODE)."""
+        forward, n_steps = self, self.N
+
+        class ReverseSDE(SDE):
+            def __init__(self):
+                super().__init__(n_steps)
+                self.probability_flow = probability_flow
+
+            def sde(self, x, t):
+                drift, diffusion = forward.sde(x, t)
+                drift = drift - diffusion[:, None] ** 2 * score_fn(x, t) * (0.5 if probability_flow else 1.0)
+                return drift, torch.zeros_like(diffusion) if probability_flow else diffusion
+
+            def discretize(self, x, t):
+                f, g = forward.discretize(x, t)
+                rev_f = f - g[:, None] ** 2 * score_fn(x, t) * (0.5 if probability_flow else 1.0)
+                return rev_f, torch.zeros_like(g) if probability_flow else g
+
+        return ReverseSDE()
+
+
+class VPSDE(SDE):
+    """Variance preserving: dx = −½ β(t) x dt + √β(t) dw, β(t) = β₀ + t (β₁ − β₀)."""
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):  # noqa: N803
+        super().__init__(N)
+        self.beta_0, self.beta_1 = beta_min, beta_max
+        self.discrete_betas = torch.linspace(beta_min / N, beta_max / N, N, dtype=torch.float64)
+        self.alphas = 1.0 - self.discrete_betas
+
+    def sde(self, x, t):
+        beta_t = self.beta_0 + t * (self.beta_1 - self.beta_0)  # (n,)
+        return -0.5 * beta_t[:, None] * x, torch.sqrt(beta_t)
+
+    def _log_mean_coeff(self, t):
+        return -0.25 * t**2 * (self.beta_1 - self.beta_0) - 0.5 * t * self.beta_0
+
+    def marginal_prob(self, x, t):
+        lmc = self._log_mean_coeff(t)
+        return torch.exp(lmc)[:, None] * x, torch.sqrt(-torch.expm1(2 * lmc))
+
+    def prior_sampling(self, shape, *, rng: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(shape, generator=rng)
+
+    def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z; 0, I) per row of z (n, d)."""
+        return -0.5 * z.shape[-1] * math.log(2 * math.pi) - 0.5 * (z**2).sum(-1)
+
+    def discretize(self, x, t):
+        """DDPM's chain: f_i = (√(1 − β_i) − 1) x, G_i = √β_i with β_i = the i-th of N betas."""
+        i = torch.round(t * (self.N - 1) / self.T).long()  # nearest step (module doc)
+        beta = self.discrete_betas.to(x.device, x.dtype)[i]
+        alpha = self.alphas.to(x.device, x.dtype)[i]
+        return torch.sqrt(alpha)[:, None] * x - x, torch.sqrt(beta)
+
+
+class subVPSDE(SDE):  # noqa: N801 (the reference's name)
+    """Sub-VP: the VP drift, diffusion √(β(t)(1 − e^{−2β₀t − (β₁−β₀)t²})); marginal std 1 − α(t)²."""
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):  # noqa: N803
+        super().__init__(N)
+        self.beta_0, self.beta_1 = beta_min, beta_max
+
+    def sde(self, x, t):
+        beta_t = self.beta_0 + t * (self.beta_1 - self.beta_0)
+        discount = -torch.expm1(-2 * self.beta_0 * t - (self.beta_1 - self.beta_0) * t**2)
+        return -0.5 * beta_t[:, None] * x, torch.sqrt(beta_t * discount)
+
+    def marginal_prob(self, x, t):
+        lmc = -0.25 * t**2 * (self.beta_1 - self.beta_0) - 0.5 * t * self.beta_0
+        return torch.exp(lmc)[:, None] * x, -torch.expm1(2 * lmc)
+
+    def prior_sampling(self, shape, *, rng: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(shape, generator=rng)
+
+    def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
+        return -0.5 * z.shape[-1] * math.log(2 * math.pi) - 0.5 * (z**2).sum(-1)
+
+
+class VESDE(SDE):
+    """Variance exploding: dx = σ(t) √(2 log(σ_max/σ_min)) dw, σ(t) = σ_min (σ_max/σ_min)^t."""
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):  # noqa: N803
+        super().__init__(N)
+        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+        self.discrete_sigmas = torch.exp(torch.linspace(math.log(sigma_min), math.log(sigma_max), N, dtype=torch.float64))
+
+    def sde(self, x, t):
+        sigma = self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+        return torch.zeros_like(x), sigma * math.sqrt(2 * (math.log(self.sigma_max) - math.log(self.sigma_min)))
+
+    def marginal_prob(self, x, t):
+        return x, self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def prior_sampling(self, shape, *, rng: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(shape, generator=rng) * self.sigma_max
+
+    def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z; 0, σ_max² I) per row."""
+        d = z.shape[-1]
+        return -0.5 * d * math.log(2 * math.pi * self.sigma_max**2) - (z**2).sum(-1) / (2 * self.sigma_max**2)
+
+    def discretize(self, x, t):
+        """SMLD's chain: f_i = 0, G_i = √(σ_i² − σ_{i−1}²) (σ_{−1} = 0) over N geometric σ_i."""
+        i = torch.round(t * (self.N - 1) / self.T).long()  # nearest step (module doc)
+        sig = self.discrete_sigmas.to(x.device, x.dtype)
+        sigma = sig[i]
+        adjacent = torch.where(i == 0, torch.zeros_like(sigma), sig[(i - 1).clamp(min=0)])
+        return torch.zeros_like(x), torch.sqrt(sigma**2 - adjacent**2)
