@@ -218,7 +218,8 @@ def check_legacy_options(argv: list[str], sampler_prefix: str = "model.sampler."
 def summary_line(m: dict[str, Any]) -> str:
     """One line of a run's headline metrics, for the terminal."""
     keys = ("final_loss", "mode_weights", "gap_mass", "energy_distance", "energy_distance_reference",
-            "fisher_divergence", "train_seconds", "sample_seconds", "nfe", "nonfinite_samples")
+            "fisher_divergence", "train_seconds", "sample_seconds", "nfe", "nonfinite_samples",
+            "diverged_samples")
     parts = []
     for k in keys:
         v = m.get(k)

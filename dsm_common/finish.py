@@ -70,7 +70,7 @@ def finish_run(run_dir: str | Path, backend: Backend, sampler_name: str, model_s
             when sampling saved weights (nothing is saved then).
         loss_history: mean loss of each epoch.
     """
-    from dsm_common.report import write_run_outputs
+    from dsm_common.report import DIVERGED_REACH, write_run_outputs
 
     sigmas = np.asarray(backend.sigmas, np.float64)
     conditioning = "sigma" if backend.conditional else "none"
@@ -108,15 +108,18 @@ def finish_run(run_dir: str | Path, backend: Backend, sampler_name: str, model_s
             noised_sigmas=shown[:2] if backend.conditional else (), trajectory_colour=colour, trajectory_title=chain,
             animation=animation,
         )
-    if metrics["nonfinite_samples"]:
-        value = getattr(sampler.settings(gen.sampler), "step_size", None)
-        now = "" if value is None else f" (now {value:g})"
+    if metrics["diverged_samples"]:
+        settings = sampler.settings(gen.sampler)
         weights = info.get("weights_from") or Path(run_dir) / "weights.safetensors"
+        if hasattr(settings, "step_size"):
+            option, change = f"model.sampler.{gen.sampler}.step_size", f"a smaller {{}} (now {settings.step_size:g})"
+        else:  # the EDM samplers: more, smaller steps
+            option, change = f"model.sampler.{gen.sampler}.num_steps", f"a larger {{}} (now {settings.num_steps})"
         write_status(run_dir, "diverged", "sampling")
         raise DivergedError(
-            f"sampling diverged: {metrics['nonfinite_samples']} of {len(gen.samples)} samples are not finite "
-            f"(metrics count the finite ones); try a smaller model.sampler.{gen.sampler}.step_size{now}: "
-            f"sample --weights {weights} --sampler.{gen.sampler}.step_size=… reuses the trained weights"
+            f"sampling diverged: {metrics['diverged_samples']} of {len(gen.samples)} samples are not finite or ran off "
+            f"beyond {DIVERGED_REACH:g} times the data's reach (metrics count the others); try {change.format(option)}: "
+            f"sample --weights {weights} --{option.replace('model.', '', 1)}=… reuses the trained weights"
         )
     write_status(run_dir, "complete", None)
     return metrics

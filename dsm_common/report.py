@@ -17,10 +17,22 @@ from dsm_common import metrics, plots
 from dsm_common.datasets import Dataset2D
 from dsm_common.files import atomic_path, write_text_atomic
 
-__all__ = ["write_run_outputs", "sample_metrics", "SEED_LIMITS"]
+__all__ = ["write_run_outputs", "sample_metrics", "usable_rows", "SEED_LIMITS", "DIVERGED_REACH"]
 
 SEED_LIMITS = {"data": ((-15.0, 15.0), (-15.0, 15.0)), "samples": ((-20.0, 20.0), (-20.0, 20.0))}
 FISHER_DRAWS = 10_000
+# A final state farther from the origin than this many times the data's reach (training space) is a
+# diverged chain, not a sample: samplers that blow up end at 1e30 and beyond, not at 1e4.
+DIVERGED_REACH = 1e4
+
+
+def usable_rows(samples: np.ndarray, ds: Dataset2D) -> np.ndarray:
+    """(n,) bool: samples (n, 2), training space, that are finite and within ``DIVERGED_REACH``
+    × max(1, the largest |coordinate| of the training points) of the origin."""
+    samples = np.asarray(samples, np.float64)
+    reach = max(1.0, float(np.abs(ds.points).max())) if len(ds) else 1.0
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(samples).all(axis=1) & (np.abs(samples).max(axis=1, initial=0.0) <= DIVERGED_REACH * reach)
 
 
 def _data_units_mixture(ds: Dataset2D, sigma: float):
@@ -37,8 +49,10 @@ def sample_metrics(
 ) -> dict[str, Any]:
     """Metrics of docs/method.md §5 for ``samples`` (n, 2), training space, against ``p ∗ N(0, σ² I)``.
 
-    Computed on the finite samples only (``n_samples`` of them); ``nonfinite_samples`` counts the
-    chains that diverged (NaN or ±inf), and with none finite every sample metric is None.
+    Computed on the usable samples only (``n_samples`` of them, :func:`usable_rows`):
+    ``nonfinite_samples`` counts the chains that ended NaN or ±inf, ``diverged_samples`` those and
+    the finite ones that ran off beyond ``DIVERGED_REACH`` times the data's reach; with none usable
+    every sample metric is None.
 
     Energy distances are in data units, against ``n`` fresh target draws, beside the distance
     between two independent sets of ``n`` target draws. For data with no known law (Old
@@ -49,7 +63,9 @@ def sample_metrics(
     """
     finite_rows = np.isfinite(samples).all(axis=1)
     n_bad = int(np.sum(~finite_rows))
-    samples = samples[finite_rows]  # a diverged chain is no sample: every metric counts finite ones only
+    kept = usable_rows(samples, ds)
+    n_far = int(np.sum(finite_rows & ~kept))
+    samples = samples[kept]  # a diverged chain is no sample: every metric counts the usable ones only
     n = len(samples)
     data_units = ds.to_data_units(samples)
     out: dict[str, Any] = {
@@ -62,6 +78,7 @@ def sample_metrics(
         "per_mode": None,
         "fisher_divergence": None,
         "nonfinite_samples": n_bad,
+        "diverged_samples": n_bad + n_far,
         "split_half_energy": None,
     }
     if n == 0:
@@ -178,7 +195,7 @@ def write_run_outputs(
     write_text_atomic(run_dir / "metrics.json", json.dumps(_clean(report), indent=2, default=_json_default) + "\n")
 
     # Figures, all in data units.
-    finite = samples[np.isfinite(samples).all(axis=1)]
+    finite = samples[usable_rows(samples, dataset)]
     names = tuple(f"{a} [{dataset.units}]" if dataset.units else a for a in dataset.axis_names)
     seed_set = dataset.name == "seed_mixture" and np.all(dataset.scale == 1)
     if len(dataset):
@@ -236,7 +253,7 @@ def write_run_outputs(
         plots.animate_chains(frames, labels, target, lims, names, run_dir / "animation.gif", what, title)
     if comparison:
         plots.plot_sampler_comparison(
-            [(t, dataset.to_data_units(s[np.isfinite(s).all(axis=1)])) for t, s in comparison],
+            [(t, dataset.to_data_units(s[usable_rows(s, dataset)])) for t, s in comparison],
             target, sample_lims, names, run_dir / "sampler_comparison.png", title,
         )
     return report

@@ -140,3 +140,19 @@ def test_epochs_and_widths_are_checked_the_same_way_before_training(framework, o
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == f"dsm-{framework}: error: {message}"
     assert not (tmp_path / "run" / "weights.safetensors").exists()
+
+
+def test_chains_that_ran_off_are_diverged_not_graded():
+    """Finite but huge final states (a sampler blowing up ends near 1e30) are diverged chains: they
+    are counted, left out of every metric, and a run with any of them stops (docs/usage.md)."""
+    from dsm_common.datasets import load_dataset
+    from dsm_common.report import DIVERGED_REACH, sample_metrics, usable_rows
+
+    ds = load_dataset("seed_mixture")
+    reach = np.abs(ds.points).max()
+    x = ds.target_sample(10, 0.01, np.random.default_rng(0))
+    x[:3] = [[2e30, -1e30], [np.nan, 0.0], [1.01 * DIVERGED_REACH * reach, 0.0]]
+    x[3] = [0.99 * DIVERGED_REACH * reach, 0.0]  # far, but within the reach: kept (and graded)
+    np.testing.assert_array_equal(usable_rows(x, ds), [False, False, False] + [True] * 7)
+    m = sample_metrics(ds, x, 0.01, np.random.default_rng(1))
+    assert m["nonfinite_samples"] == 1 and m["diverged_samples"] == 3 and m["n_samples"] == 7
