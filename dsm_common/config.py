@@ -277,6 +277,8 @@ class HeunSettings:
         if self.s_tmax is not None:
             check_non_negative(f"{p}.s_tmax", self.s_tmax)
         check_non_negative(f"{p}.s_noise", self.s_noise)
+        if self.s_tmax is not None and self.s_tmax < self.s_tmin:
+            raise DSMInputError(f"{p}.s_tmax ({self.s_tmax:g}) must be at least {p}.s_tmin ({self.s_tmin:g})")
         for name in ("sigma_max", "sigma_min"):
             if getattr(self, name) is not None:
                 check_positive(f"{p}.{name}", getattr(self, name))
@@ -340,6 +342,7 @@ SAMPLERS.register("heun", SamplerSpec(
     describe=_edm_describe("Heun"),
     demo=lambda s, steps, step_size, keep, n_levels: (s, 1),  # one chain through every step: few of them
     frames=lambda s, n_levels, frames: max(1, s.num_steps // frames),
+    step_levels=lambda s, sigmas: s.schedule(np.asarray(sigmas, np.float64))[1:],
 ))
 SAMPLERS.register("euler", SamplerSpec(
     EulerSettings, "sigma",
@@ -347,6 +350,7 @@ SAMPLERS.register("euler", SamplerSpec(
     describe=_edm_describe("Euler"),
     demo=lambda s, steps, step_size, keep, n_levels: (s, 1),
     frames=lambda s, n_levels, frames: max(1, s.num_steps // frames),
+    step_levels=lambda s, sigmas: s.schedule(np.asarray(sigmas, np.float64))[1:],
 ))
 
 

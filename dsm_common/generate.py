@@ -103,7 +103,8 @@ def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
         trajectory = np.concatenate([origin, np.asarray(kept)[:, 0, :]]) if kept is not None else origin
         n_kept = len(trajectory) - 1
         step = np.arange(n_kept + 1) * keep  # every keep-th step is kept (within each level, levels in turn)
-        if spec.conditioning == "sigma" and n_kept and n_kept % n_levels == 0:  # the levels keep equal shares
+        # The levels keep equal shares (samplers over a continuum of levels are coloured by step).
+        if spec.conditioning == "sigma" and spec.step_levels is None and n_kept and n_kept % n_levels == 0:
             per_level = n_kept // n_levels
             level_sigma = np.concatenate([[backend.sigmas[0]], np.repeat(backend.sigmas, per_level)])
 
@@ -122,7 +123,11 @@ def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
                 else max(1, nfe // cfg.animation_frames))
         final, kept = backend.sample(name, chains, settings, keep, cfg.seed + 3)
         final, kept = np.asarray(final), ([] if kept is None else list(np.asarray(kept)))
-        if spec.conditioning == "sigma":  # states kept within each level, the levels in equal shares
+        if spec.step_levels is not None:  # the sampler's own schedule: σ after each kept step
+            levels = spec.step_levels(settings, backend.sigmas)
+            labels = [f"σ = {levels[(i + 1) * keep - 1]:.3g}, step {(i + 1) * keep} of {len(levels)}"
+                      for i in range(len(kept))]
+        elif spec.conditioning == "sigma":  # states kept within each level, the levels in equal shares
             labels = [f"level σ = {v:.3g}" for v in np.repeat(backend.sigmas, len(kept) // n_levels)]
         else:
             labels = [f"step {(i + 1) * keep} of {nfe}" for i in range(len(kept))]

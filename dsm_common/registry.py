@@ -96,6 +96,9 @@ class SamplerSpec:
         frames: ``(settings, n_levels, frames) → keep_every`` giving about ``frames`` kept states
             of a full run (the animation; a multi-level sampler keeps states within each level);
             None: every (NFE // frames)-th.
+        step_levels: ``(settings, sigmas) → (N,)`` the noise level after each of its N steps, for
+            a sampler over a continuum of levels (EDM's: its own schedule, not the model's
+            levels); None: a σ-conditional sampler visits the model's levels in equal shares.
     """
 
     settings: type
@@ -104,6 +107,7 @@ class SamplerSpec:
     describe: Callable[[Any, int], str]
     demo: Callable[[Any, int, float, int, int], tuple[Any, int]]
     frames: Callable[[Any, int, int], int] | None = None
+    step_levels: Callable[[Any, np.ndarray], np.ndarray] | None = None
 
 
 OBJECTIVES: Registry[ObjectiveSpec] = Registry("objective", "model.objective")

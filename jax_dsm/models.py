@@ -84,8 +84,7 @@ class ScoreMLP(nn.Module):
         Raises:
             ValueError: an unknown ``preconditioning``, or ``edm`` on an unconditional network.
         """
-        if self.preconditioning not in PRECONDITIONINGS or (self.preconditioning == "edm" and not self.conditional):
-            raise ValueError(f"preconditioning must be none or (conditional networks) edm, got {self.preconditioning!r}")
+        self._check_preconditioning()
         h = x
         if self.conditional:
             if sigma is None:
@@ -101,8 +100,13 @@ class ScoreMLP(nn.Module):
         out = self._mlp(h)  # (B, d)
         return out / sigma if self.conditional else out
 
+    def _check_preconditioning(self) -> None:
+        if self.preconditioning not in PRECONDITIONINGS or (self.preconditioning == "edm" and not self.conditional):
+            raise ValueError(f"preconditioning must be none or (conditional networks) edm, got {self.preconditioning!r}")
+
     def denoise(self, x: jnp.ndarray, sigma: jnp.ndarray | float) -> jnp.ndarray:
         """The denoiser D(x; σ) = x + σ² s(x, σ) (for ``edm``: c_skip x + c_out F), (B, d) → (B, d)."""
+        self._check_preconditioning()
         s = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), x.shape[:1])[:, None]
         if self.preconditioning == "edm":
             c_skip, c_out, c_in, c_noise = edm_coefficients(s, self.sigma_data)

@@ -215,8 +215,8 @@ def _edm_step(score_fn, x, t_cur, t_next, gamma, s_noise, eps, heun: bool):
     return x_next
 
 
-@partial(jax.jit, static_argnames=("heun", "churn"))
-def _edm_scan(score_fn, x0, t_steps, gammas, s_noise, heun: bool, churn: bool, key, noise):
+@partial(jax.jit, static_argnames=("heun", "churn", "keep"))
+def _edm_scan(score_fn, x0, t_steps, gammas, s_noise, heun: bool, churn: bool, keep: bool, key, noise):
     n_steps = gammas.shape[0]
 
     def eps_at(i, x):
@@ -226,12 +226,12 @@ def _edm_scan(score_fn, x0, t_steps, gammas, s_noise, heun: bool, churn: bool, k
 
     def step(x, i):
         x = _edm_step(score_fn, x, t_steps[i], t_steps[i + 1], gammas[i], s_noise, eps_at(i, x), heun)
-        return x, x
+        return x, (x if keep else None)
 
     x, states = lax.scan(step, x0 * t_steps[0], jnp.arange(n_steps - 1))  # Heun's steps (or Euler's)
     last = n_steps - 1  # the last step, to σ_N = 0: Euler's
     x = _edm_step(score_fn, x, t_steps[last], t_steps[last + 1], gammas[last], s_noise, eps_at(last, x), False)
-    return x, jnp.concatenate([states, x[None]])  # (N, n, d): the state after every step
+    return x, (jnp.concatenate([states, x[None]]) if keep else None)  # (N, n, d): the state after every step
 
 
 def edm_sampler(
@@ -279,7 +279,7 @@ def edm_sampler(
     if churn:
         require_randomness("edm_sampler", rng, noise)
     x, states = _edm_scan(_as_partial(score_fn), x0, t, g, jnp.asarray(s_noise, x0.dtype), heun, churn,
-                          rng if churn and noise is None else None, noise if churn else None)
+                          bool(keep_every), rng if churn and noise is None else None, noise if churn else None)
     kept = states[keep_every - 1 :: keep_every] if keep_every else None
     return x, (kept if kept is not None and kept.shape[0] else None)
 

@@ -69,6 +69,10 @@ def test_coefficients_by_hand(framework):
         got = [float(c) for c in jax_coefficients(jnp.asarray(SIGMA_DATA), SIGMA_DATA)]
     want = [0.5, SIGMA_DATA / np.sqrt(2), 1 / (SIGMA_DATA * np.sqrt(2)), np.log(SIGMA_DATA) / 4]
     np.testing.assert_allclose(got, want, rtol=1e-6)
+    # σ = 1, σ_d = 4 (not symmetric): c_skip = 16/17, c_out = 4/√17, c_in = 1/√17, c_noise = 0.
+    fn = torch_coefficients if framework == "torch" else jax_coefficients
+    got = [float(c) for c in fn(1.0, SIGMA_DATA)]
+    np.testing.assert_allclose(got, [16 / 17, 4 / np.sqrt(17), 1 / np.sqrt(17), 0.0], rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
@@ -124,6 +128,31 @@ def test_loss_draws_need_a_source():
         tl.edm_loss(lambda x, s: x, torch.zeros(2, 2), 1.0, 0.0, 1.0)
     with pytest.raises(ValueError, match="edm_loss"):
         jl.edm_loss(lambda x, s: x, jnp.zeros((2, 2)), 1.0, 0.0, 1.0)
+
+
+def test_churn_window_must_be_a_window():
+    from dsm_common.validation import DSMInputError
+
+    with pytest.raises(DSMInputError, match=r"model.sampler.heun.s_tmax \(1\) must be at least model.sampler.heun.s_tmin \(2\)"):
+        HeunSettings(s_tmin=2.0, s_tmax=1.0).validate()
+
+
+def test_animation_of_an_edm_sampler_is_labelled_by_its_own_schedule():
+    """Frames of ``heun`` name the σ of its schedule after each kept step (not the model's range),
+    for any frame count (20 steps, 3 frames: every 6th step, then the final states)."""
+    from dsm_common.config import SamplerConfig
+    from dsm_common.generate import run_samplers
+    from torch_dsm.cli import TorchBackend
+
+    torch.manual_seed(0)
+    net = TorchMLP([16], conditional=True, preconditioning="edm", sigma_data=SIGMA_DATA)
+    backend = TorchBackend(net, np.array([80.0, 0.002]), progress=False, threads=1)
+    cfg = SamplerConfig.from_dict({"name": "heun", "n_chains": 9, "trajectory_steps": 0, "animation_frames": 3})
+    gen = run_samplers(cfg, "heun", backend)
+    t = HeunSettings().schedule(np.array([80.0, 0.002]))
+    assert gen.animation.shape == (5, 9, 2) and len(gen.animation_labels) == 5
+    assert gen.animation_labels[1:4] == [f"σ = {t[k]:.3g}, step {k} of 20" for k in (6, 12, 18)]
+    assert gen.animation_labels[-1] == "final states, after 39 evaluations"
 
 
 def test_schedule_and_churn_by_hand():
@@ -229,7 +258,7 @@ def test_stochastic_sampler_native_draws_agree_across_frameworks():
 def test_sigma_data_of_the_seed_mixture():
     """σ_data: the root mean square of the coordinates about their mean, by hand for two points,
     and for the seed mixture's law: Var x₁ = 1 + w₁w₂·20², Var x₂ = 1 + w₁w₂·1², σ_d² their mean
-    (6.75; its 300 points: 6.74)."""
+    (45.6, σ_d = 6.75; its 300 points: 6.74)."""
     assert data_sigma(np.array([[0.0, 0.0], [2.0, 4.0]])) == pytest.approx(np.sqrt((1 + 4) / 2))
     w = (1 / 3) * (2 / 3)
     law = np.sqrt(((1 + w * 400) + (1 + w * 1)) / 2)

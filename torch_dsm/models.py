@@ -25,9 +25,10 @@ __all__ = ["ScoreMLP", "edm_coefficients"]
 PRECONDITIONINGS = ("none", "edm")
 
 
-def edm_coefficients(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, ...]:
+def edm_coefficients(sigma: torch.Tensor | float, sigma_data: float) -> tuple[torch.Tensor, ...]:
     """EDM's preconditioning (arXiv 2206.00364, Table 1, column "ours") at σ (any shape):
     ``(c_skip, c_out, c_in, c_noise)`` = (σ_d²/(σ² + σ_d²), σ σ_d/√(σ² + σ_d²), 1/√(σ² + σ_d²), ln(σ)/4)."""
+    sigma = torch.as_tensor(sigma)
     total = sigma**2 + sigma_data**2
     return sigma_data**2 / total, sigma * sigma_data / total.sqrt(), total.rsqrt(), sigma.log() / 4
 

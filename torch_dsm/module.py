@@ -138,6 +138,8 @@ class DSMModule(L.LightningModule):
             options = self.methods.network_options(dm.data.points)
             if options:  # EDM: σ_data of the training points, in the network and the loss's settings
                 self.model.sigma_data = options["sigma_data"]
+                # … and in the checkpoint's hyperparameters, so a checkpoint rebuilds the same network.
+                self.hparams["edm"] = {**(self.hparams.get("edm") or {}), "sigma_data": options["sigma_data"]}
                 self.methods = replace(self.methods, settings=replace(self.methods.settings,
                                                                       sigma_data=options["sigma_data"]))
 
