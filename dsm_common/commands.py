@@ -340,9 +340,16 @@ def sample_command(prog: str, argv: list[str], load: Callable[[str], tuple[Backe
         source = "" if given and args.get(given) is not None else f" (a setting stored in {args.weights})"
         raise DSMInputError(str(err).replace("model.sampler.", "--sampler.") + source) from None
     name = cfg.name or default
-    if SAMPLERS[name].conditioning == "sigma" and not backend.conditional:  # in the words of this command
+    need, sde = SAMPLERS[name].conditioning, getattr(backend, "sde", None)
+    if need == "sigma" and not backend.conditional:  # in the words of this command
         raise DSMInputError(f"--sampler.name={name} needs a network conditioned on σ, and {args.weights} holds one "
                             "that is not (objective dsm); use --sampler.name=langevin")
+    if need == "sigma" and sde:
+        raise DSMInputError(f"--sampler.name={name} needs a network trained over σ levels, and {args.weights} holds "
+                            "a score-SDE model; use --sampler.name=pc or ode")
+    if need == "sde" and not sde:
+        raise DSMInputError(f"--sampler.name={name} needs a score-SDE model, and {args.weights} holds one of "
+                            f"objective {stored_objective(stored)}")
     dataset, note = grading_dataset(stored, args.get("data.dataset"), args.weights)
     out = check_sample_dir(Path(args.out) if args.out else Path(args.weights).resolve().parent / "sample", args.overwrite)
     check_writable(out, "--out")

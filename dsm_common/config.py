@@ -15,7 +15,7 @@ The methods and their equations: ``docs/method.md``; how to add one: ``docs/meth
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, Optional
 
 import numpy as np
@@ -37,6 +37,10 @@ __all__ = [
     "EDMSettings",
     "HeunSettings",
     "EulerSettings",
+    "SDESettings",
+    "PCSettings",
+    "ODESettings",
+    "sde_levels",
     "data_sigma",
     "LangevinSettings",
     "AnnealedLangevinSettings",
@@ -45,6 +49,7 @@ __all__ = [
     "check_model_options",
     "MethodChoice",
     "resolve_methods",
+    "check_sampler_fits",
     "check_hidden_dims",
     "check_sampler_memory",
     "settings_record",
@@ -172,6 +177,98 @@ OBJECTIVES.register("ncsn", ObjectiveSpec(NCSNSettings, "sigma", "annealed_lange
 OBJECTIVES.register("edm", ObjectiveSpec(EDMSettings, "sigma", "heun",
                                          lambda s, points: np.array([float(s.sigma_max), float(s.sigma_min)]),
                                          network=_edm_network))
+
+
+SDE_EPS = {"ve": 1e-5, "vp": 1e-3, "subvp": 1e-3}  # t_ε by default (the reference's training and likelihood ε)
+SDE_LEVELS = 10  # the noise levels a score-SDE model reports its per-level loss at (times uniform in [t_ε, 1])
+
+
+@dataclass
+class SDESettings:
+    """``model.sde``: score matching over the continuum of noise levels of a score SDE
+    (Song et al. 2021, arXiv 2011.13456; docs/method.md §7).
+
+    The network is the noise-conditional MLP s_θ(x, σ) fed σ = σ(t), the standard deviation of the
+    SDE's perturbation kernel at t (VE: σ_min (σ_max/σ_min)^t; VP: √(1 − α(t)²); sub-VP:
+    1 − α(t)²), which fixes t. Loss: E_t λ(t) E‖s_θ(x_t, σ(t)) + z/σ(t)‖², t ~ U(t_ε, 1),
+    x_t = α(t) x + σ(t) z.
+
+    Attributes:
+        kind: ``ve``, ``vp`` or ``subvp``.
+        sigma_min, sigma_max: VE's range; sigma_max None: the largest pairwise distance in the
+            training data (as for NCSN).
+        beta_min, beta_max: VP's and sub-VP's β₀, β₁ (the reference's 0.1 and 20).
+        eps: t_ε, the smallest time trained on and where samplers stop and likelihoods start;
+            None: 1e-5 (VE) or 1e-3 (VP, sub-VP).
+        weighting: λ(t) = σ(t)² (``sigma2``) or g(t)² (``likelihood``: the loss bounds the
+            negative log-likelihood, arXiv 2101.09258).
+        stratified: draw the batch's times stratified, t_i = t_ε + (1 − t_ε)(i + u_i)/B, instead
+            of independently.
+    """
+
+    kind: Literal["ve", "vp", "subvp"] = "vp"
+    sigma_min: float = 0.01
+    sigma_max: Optional[float] = None
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    eps: Optional[float] = None
+    weighting: Literal["sigma2", "likelihood"] = "sigma2"
+    stratified: bool = False
+
+    def validate(self) -> SDESettings:
+        from dsm_common.validation import check_choice
+
+        check_choice("model.sde.kind", self.kind, ("ve", "vp", "subvp"))
+        check_choice("model.sde.weighting", self.weighting, ("sigma2", "likelihood"))
+        check_positive("model.sde.sigma_min", self.sigma_min)
+        if self.sigma_max is not None and check_positive("model.sde.sigma_max", self.sigma_max) <= self.sigma_min:
+            raise DSMInputError(f"model.sde.sigma_max ({self.sigma_max:g}) must exceed model.sde.sigma_min ({self.sigma_min:g})")
+        check_positive("model.sde.beta_min", self.beta_min)
+        if check_positive("model.sde.beta_max", self.beta_max) <= self.beta_min:
+            raise DSMInputError(f"model.sde.beta_max ({self.beta_max:g}) must exceed model.sde.beta_min ({self.beta_min:g})")
+        if self.eps is not None and not 0 < check_positive("model.sde.eps", self.eps) < 1:
+            raise DSMInputError(f"model.sde.eps must lie in (0, 1), got {self.eps}")
+        return self
+
+    @property
+    def t_eps(self) -> float:
+        return float(self.eps if self.eps is not None else SDE_EPS[self.kind])
+
+    def resolved(self, points: np.ndarray | None) -> SDESettings:
+        """These settings with σ_max (VE) from ``points`` and t_ε filled in (unchanged where given;
+        without points a placeholder σ_max = 2 σ_min, which training replaces)."""
+        sigma_max = self.sigma_max
+        if sigma_max is None and self.kind == "ve":
+            from dsm_common.datasets import largest_pairwise_distance
+
+            sigma_max = largest_pairwise_distance(points) if points is not None else 2 * self.sigma_min
+        return replace(self, sigma_max=sigma_max, eps=self.t_eps)
+
+    def description(self, points: np.ndarray | None = None) -> dict:
+        """The SDE as the samplers and weight files take it: ``{"kind", "sigma_min", "sigma_max",
+        "beta_min", "beta_max", "eps"}`` (resolved, ``sde_lib.get_sde`` on each side)."""
+        r = self.resolved(points)
+        return {"kind": r.kind, "sigma_min": float(r.sigma_min),
+                "sigma_max": None if r.sigma_max is None else float(r.sigma_max),
+                "beta_min": float(r.beta_min), "beta_max": float(r.beta_max), "eps": float(r.eps)}
+
+
+def sde_levels(description: dict, n: int = SDE_LEVELS) -> tuple[np.ndarray, np.ndarray]:
+    """``(σ(t), α(t))`` at ``n`` times uniform from 1 down to t_ε: the noise levels a score-SDE
+    model is reported at (largest first) and the mean coefficients that go with them."""
+    from dsm_common.sde import marginal_coefficients
+
+    d = description
+    t = np.linspace(1.0, d["eps"], n)
+    alpha, std = marginal_coefficients(d["kind"], t, d["sigma_min"], d["sigma_max"] or 2 * d["sigma_min"],
+                                       d["beta_min"], d["beta_max"])
+    return std, alpha
+
+
+OBJECTIVES.register("sde", ObjectiveSpec(SDESettings, "sde", "pc",
+                                         lambda s, points: sde_levels(s.description(points))[0],
+                                         resolve=lambda s, points: s.resolved(points),
+                                         sde=lambda s, points: s.description(points)))
 
 
 def check_model_options(lr: float, optimizer: str, reduction: str) -> None:
@@ -354,6 +451,120 @@ SAMPLERS.register("euler", SamplerSpec(
 ))
 
 
+
+@dataclass
+class PCSettings:
+    """``model.sampler.pc``: predictor–corrector sampling of a score SDE (arXiv 2011.13456,
+    Algorithm 1; docs/method.md §7), from the SDE's prior at T = 1 to t_ε over N steps.
+
+    Attributes:
+        num_steps: N, the steps of the discretisation (the reference's 1000).
+        predictor: ``euler_maruyama``, ``reverse_diffusion``, ``ancestral`` (VE and VP) or ``none``.
+        corrector: ``langevin`` or ``none``.
+        snr: the corrector's signal-to-noise ratio r (step 2α (r ‖z‖/‖s‖)²).
+        n_corrector: corrector steps per time step.
+        denoise: return the last step's mean (no noise on the last step).
+        alpha_rule: the corrector's α for VP: ``reference`` (1 − β_i) or ``paper`` (∏ (1 − β_j)).
+        eps: the end time; None: the model's t_ε.
+    """
+
+    num_steps: int = 1000
+    predictor: Literal["euler_maruyama", "reverse_diffusion", "ancestral", "none"] = "reverse_diffusion"
+    corrector: Literal["langevin", "none"] = "langevin"
+    snr: float = 0.16
+    n_corrector: int = 1
+    denoise: bool = True
+    alpha_rule: Literal["reference", "paper"] = "reference"
+    eps: Optional[float] = None
+
+    def validate(self) -> PCSettings:
+        from dsm_common.validation import check_choice
+
+        p = "model.sampler.pc"
+        check_positive_int(f"{p}.num_steps", self.num_steps)
+        check_choice(f"{p}.predictor", self.predictor, ("euler_maruyama", "reverse_diffusion", "ancestral", "none"))
+        check_choice(f"{p}.corrector", self.corrector, ("langevin", "none"))
+        if self.predictor == "none" and self.corrector == "none":
+            raise DSMInputError(f"{p}: predictor and corrector cannot both be none")
+        check_positive(f"{p}.snr", self.snr)
+        check_positive_int(f"{p}.n_corrector", self.n_corrector)
+        check_choice(f"{p}.alpha_rule", self.alpha_rule, ("reference", "paper"))
+        if self.eps is not None and not 0 < check_positive(f"{p}.eps", self.eps) < 1:
+            raise DSMInputError(f"{p}.eps must lie in (0, 1), got {self.eps}")
+        return self
+
+    def nfe(self) -> int:
+        """Network evaluations per chain: N per predictor step, N n_corrector for the corrector."""
+        return self.num_steps * (int(self.predictor != "none") + (self.n_corrector if self.corrector != "none" else 0))
+
+
+@dataclass
+class ODESettings:
+    """``model.sampler.ode``: sampling by the probability-flow ODE dx/dt = f − ½ g² s (arXiv
+    2011.13456, §4.3; docs/method.md §7) from the SDE's prior at T = 1 to t_ε, and, for the
+    likelihood, the same ODE from t_ε to 1 with its divergence.
+
+    Attributes:
+        solver: ``dopri5`` (adaptive Dormand–Prince: torchdiffeq, diffrax) or ``heun`` (fixed
+            steps, uniform in t, the same arithmetic on both sides).
+        num_steps: ``heun``'s steps (2 evaluations each).
+        rtol, atol: ``dopri5``'s tolerances (the reference's 1e-5).
+        denoise: finish with one noise-free reverse-diffusion step at t_ε.
+        eps: the end time; None: the model's t_ε.
+        hutchinson: the likelihood's divergence by Hutchinson's estimator with one Rademacher probe
+            a point, fixed for the solve (seed ``model.sampler.seed``), instead of exactly.
+    """
+
+    solver: Literal["dopri5", "heun"] = "dopri5"
+    num_steps: int = 100
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    denoise: bool = False
+    eps: Optional[float] = None
+    hutchinson: bool = False
+
+    def validate(self) -> ODESettings:
+        from dsm_common.validation import check_choice
+
+        p = "model.sampler.ode"
+        check_choice(f"{p}.solver", self.solver, ("dopri5", "heun"))
+        check_positive_int(f"{p}.num_steps", self.num_steps)
+        check_positive(f"{p}.rtol", self.rtol)
+        check_positive(f"{p}.atol", self.atol)
+        if self.eps is not None and not 0 < check_positive(f"{p}.eps", self.eps) < 1:
+            raise DSMInputError(f"{p}.eps must lie in (0, 1), got {self.eps}")
+        return self
+
+
+def _sde_times(s, sde: dict) -> np.ndarray:
+    """(N,) the time of each of a PC or fixed-step ODE run's N steps: for PC the time the step is
+    taken at (uniform from 1, the last at t_ε), for the ODE the time it reaches (the last t_ε)."""
+    eps = s.eps if s.eps is not None else sde["eps"]
+    if isinstance(s, ODESettings):
+        return np.linspace(1.0, eps, s.num_steps + 1)[1:]
+    return np.linspace(1.0, eps, s.num_steps)
+
+
+SAMPLERS.register("pc", SamplerSpec(
+    PCSettings, "sde",
+    nfe=lambda s, n_levels: s.nfe(),
+    describe=lambda s, n_levels: (f"PC, {s.predictor.replace('_', ' ')} + {s.corrector}"
+                                  f"{f' (r = {s.snr:g})' if s.corrector != 'none' else ''}, N = {s.num_steps}"),
+    demo=lambda s, steps, step_size, keep, n_levels: (s, max(1, s.num_steps // 100)),  # one chain, 100 states
+    frames=lambda s, n_levels, frames: max(1, s.num_steps // frames),
+    step_times=_sde_times,
+))
+SAMPLERS.register("ode", SamplerSpec(
+    ODESettings, "sde",
+    nfe=lambda s, n_levels: 2 * s.num_steps + int(s.denoise) if s.solver == "heun" else None,  # dopri5: as it ran
+    describe=lambda s, n_levels: ("probability-flow ODE, " + (f"Heun, {s.num_steps} steps" if s.solver == "heun"
+                                                              else f"Dormand–Prince, tol {s.rtol:g}")),
+    demo=lambda s, steps, step_size, keep, n_levels: (s, max(1, s.num_steps // 100)),
+    frames=lambda s, n_levels, frames: max(1, s.num_steps // frames),
+    step_times=_sde_times,
+))
+
+
 MAX_FRAMES = 1000  # animation frames
 
 
@@ -372,6 +583,11 @@ class SamplerConfig:
         langevin: settings of ``langevin``.
         annealed_langevin: settings of ``annealed_langevin``.
         heun, euler: settings of the EDM samplers ``heun`` and ``euler``.
+        pc, ode: settings of the score-SDE samplers ``pc`` and ``ode`` (``ode`` also sets how
+            the likelihood is solved).
+        nll_points: score-SDE models: held-out points whose negative log-likelihood (the
+            probability-flow ODE's) ``metrics.json`` reports (0: none); fresh draws of the data's
+            law where it is known, else the training points.
         trajectory_steps: network evaluations of the one-chain trajectory demo from the origin (0: none).
         trajectory_step_size: ε of the trajectory demo of plain Langevin (annealed Langevin's demo
             takes the sampler's own ε).
@@ -392,6 +608,9 @@ class SamplerConfig:
     annealed_langevin: AnnealedLangevinSettings = field(default_factory=AnnealedLangevinSettings)
     heun: HeunSettings = field(default_factory=HeunSettings)
     euler: EulerSettings = field(default_factory=EulerSettings)
+    pc: PCSettings = field(default_factory=PCSettings)
+    ode: ODESettings = field(default_factory=ODESettings)
+    nll_points: int = 1000
     trajectory_steps: int = 100_000
     trajectory_step_size: float = 0.001
     trajectory_keep_every: int = 1000
@@ -418,6 +637,7 @@ class SamplerConfig:
             raise DSMInputError(f"model.sampler.init must be normal or uniform, got {self.init!r}")
         for name in SAMPLERS:
             self.settings(name).validate()
+        check_non_negative_int("model.sampler.nll_points", self.nll_points)
         check_non_negative_int("model.sampler.trajectory_steps", self.trajectory_steps)
         if self.trajectory_steps:
             check_positive("model.sampler.trajectory_step_size", self.trajectory_step_size)
@@ -488,7 +708,17 @@ class MethodChoice:
 
     @property
     def conditional(self) -> bool:
-        return self.spec.conditioning == "sigma"
+        """Whether the network takes σ besides x (``sigma`` and ``sde`` objectives)."""
+        return self.spec.conditioning != "none"
+
+    def sde(self, points: np.ndarray | None = None) -> dict | None:
+        """The score SDE's description (``ObjectiveSpec.sde``), or None for the other objectives."""
+        return self.spec.sde(self.settings, points) if self.spec.sde else None
+
+    def resolved(self, points: np.ndarray) -> MethodChoice:
+        """These choices with the objective's settings filled in from the training ``points``
+        (``ObjectiveSpec.resolve``; unchanged where there is nothing to fill in)."""
+        return replace(self, settings=self.spec.resolve(self.settings, points)) if self.spec.resolve else self
 
     def noise_levels(self, points: np.ndarray | None = None) -> np.ndarray:
         """(L,) float64, largest first (σ₁ from ``points`` when the settings leave it to the data)."""
@@ -560,10 +790,24 @@ def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerCo
     settings = (settings if isinstance(settings, spec.settings) else spec.settings()).validate()
     sampler = (sampler if sampler is not None else SamplerConfig()).validate()
     name = sampler.name or spec.default_sampler
-    if SAMPLERS[name].conditioning == "sigma" and spec.conditioning != "sigma":
-        raise DSMInputError(f"model.sampler.name={name} needs a network conditioned on σ (model.objective: ncsn or edm), "
-                            f"not model.objective: {objective}")
+    check_sampler_fits(name, spec.conditioning, f"model.objective: {objective}", "model.sampler.name")
     return MethodChoice(objective, spec, settings, sampler, name)
+
+
+def check_sampler_fits(name: str, conditioning: str, what: str, option: str) -> None:
+    """Refuse sampler ``name`` for a network of ``conditioning`` (``none``, ``sigma``, ``sde``):
+    a σ-conditional sampler needs a network trained over σ levels (ncsn, edm), a score-SDE sampler
+    a score-SDE model (sde). ``what`` names the network in the message, ``option`` the option.
+
+    Raises:
+        DSMInputError: the sampler cannot run on such a network.
+    """
+    need = SAMPLERS[name].conditioning
+    if need == "sigma" and conditioning != "sigma":
+        raise DSMInputError(f"{option}={name} needs a network conditioned on σ over noise levels "
+                            f"(model.objective: ncsn or edm), not {what}")
+    if need == "sde" and conditioning != "sde":
+        raise DSMInputError(f"{option}={name} needs a score-SDE model (model.objective: sde), not {what}")
 
 
 def settings_record(settings: dict[str, Any]) -> dict[str, Any]:

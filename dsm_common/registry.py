@@ -65,12 +65,17 @@ class ObjectiveSpec:
 
     Attributes:
         settings: its settings dataclass (the ``model.<name>`` section).
-        conditioning: what the network is conditioned on: ``none`` or ``sigma``.
+        conditioning: what the network is conditioned on: ``none``, ``sigma``, or ``sde`` (σ(t)
+            of a score SDE: the network is conditioned on σ, its samplers run in t).
         default_sampler: the sampler a run uses when ``model.sampler.name`` is not given.
         noise_levels: ``(settings, points or None) → (L,) float64`` levels, largest first (an
             objective over a continuum of levels: its largest and smallest, the samplers' range).
         network: ``(settings, points or None) → dict`` of further ``ScoreMLP`` options the
             objective's network takes (EDM: ``preconditioning`` and ``sigma_data``); None: none.
+        resolve: ``(settings, points) → settings`` with what the settings leave to the training
+            data filled in (score SDEs: VE's σ_max); None: nothing to fill in.
+        sde: ``(settings, points or None) → dict`` describing the score SDE (``conditioning``
+            ``sde``: ``SDESettings.description``); None: not an SDE model.
     """
 
     settings: type
@@ -78,6 +83,8 @@ class ObjectiveSpec:
     default_sampler: str
     noise_levels: Callable[[Any, np.ndarray | None], np.ndarray]
     network: Callable[[Any, np.ndarray | None], dict] | None = None
+    resolve: Callable[[Any, np.ndarray], Any] | None = None
+    sde: Callable[[Any, np.ndarray | None], dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,9 +93,11 @@ class SamplerSpec:
 
     Attributes:
         settings: its settings dataclass (the ``model.sampler.<name>`` section).
-        conditioning: the networks it can sample: ``any`` (it scores at σ_L, the smallest level)
-            or ``sigma`` (it needs a network conditioned on σ, over all levels).
-        nfe: ``(settings, n_levels) → int``, network evaluations per chain.
+        conditioning: the networks it can sample: ``any`` (it scores at σ_L, the smallest level),
+            ``sigma`` (it needs a network conditioned on σ, over all levels) or ``sde`` (it needs
+            a score-SDE model, and runs in its time t).
+        nfe: ``(settings, n_levels) → int``, network evaluations per chain (None: known only
+            once it ran, an adaptive solver's; the backend then reports it).
         describe: ``(settings, n_levels) → str``, a label for figures.
         demo: ``(settings, steps, step_size, keep_every, n_levels) → (settings, keep_every)`` of
             the one-chain trajectory demo (``steps`` evaluations of step ``step_size``, every
@@ -99,15 +108,18 @@ class SamplerSpec:
         step_levels: ``(settings, sigmas) → (N,)`` the noise level after each of its N steps, for
             a sampler over a continuum of levels (EDM's: its own schedule, not the model's
             levels); None: a σ-conditional sampler visits the model's levels in equal shares.
+        step_times: ``(settings, sde description) → (N,)`` the time t of each of its N steps, for
+            a score-SDE sampler (animation labels).
     """
 
     settings: type
     conditioning: str
-    nfe: Callable[[Any, int], int]
+    nfe: Callable[[Any, int], int | None]
     describe: Callable[[Any, int], str]
     demo: Callable[[Any, int, float, int, int], tuple[Any, int]]
     frames: Callable[[Any, int, int], int] | None = None
     step_levels: Callable[[Any, np.ndarray], np.ndarray] | None = None
+    step_times: Callable[[Any, dict], np.ndarray] | None = None
 
 
 OBJECTIVES: Registry[ObjectiveSpec] = Registry("objective", "model.objective")

@@ -149,6 +149,7 @@ def write_run_outputs(
     trajectory_colour: tuple[np.ndarray, str, bool] | None = None,
     trajectory_title: str = "one Langevin chain from the origin",
     animation: tuple[np.ndarray, Sequence[str], str] | None = None,
+    reverse: Sequence[tuple[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Write a run's samples, metrics and figures into ``run_dir``; return the metrics dict.
 
@@ -174,6 +175,8 @@ def write_run_outputs(
             (default: their index).
         trajectory_title: the trajectory figure's title.
         animation: ``(frames (F, m, 2) training space, F labels, title)`` for ``animation.gif``.
+        reverse: ``(label, states (m, 2) training space)`` along a score SDE's reverse process,
+            for ``reverse_process.png``.
 
     Returns:
         The dict written to ``metrics.json``.
@@ -251,6 +254,11 @@ def write_run_outputs(
         lo, hi = np.clip(lo, 2 * lo0 - hi0, lo0), np.clip(hi, hi0, 2 * hi0 - lo0)
         lims = ((float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1])))
         plots.animate_chains(frames, labels, target, lims, names, run_dir / "animation.gif", what, title)
+    if reverse:
+        plots.plot_sampler_comparison(
+            [(t, dataset.to_data_units(s[usable_rows(s, dataset)])) for t, s in reverse],
+            target, sample_lims, names, run_dir / "reverse_process.png", title + " · along the reverse process",
+        )
     if comparison:
         plots.plot_sampler_comparison(
             [(t, dataset.to_data_units(s[usable_rows(s, dataset)])) for t, s in comparison],

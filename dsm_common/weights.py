@@ -24,7 +24,7 @@ import numpy as np
 from dsm_common.files import atomic_path
 from dsm_common.validation import DSMInputError
 
-__all__ = ["FORMAT", "check_canonical", "check_widths", "network_layout", "network_options", "save_canonical",
+__all__ = ["FORMAT", "check_canonical", "check_widths", "network_layout", "network_options", "stored_sde", "save_canonical",
            "load_canonical", "layer_dims"]
 
 FORMAT = "dsm-canonical-mlp-v1"
@@ -128,6 +128,26 @@ def network_options(config: Mapping[str, Any] | None, conditional: bool, source:
     if not conditional:
         raise DSMInputError(f"{source} metadata: preconditioning edm needs a network conditioned on σ")
     return {"preconditioning": "edm", "sigma_data": float(sigma_data)}
+
+
+def stored_sde(config: Mapping[str, Any] | None, source: str = "weights") -> dict[str, Any] | None:
+    """The score SDE a weight file's metadata records (``sde``: ``SDESettings.description``), checked,
+    or None (not a score-SDE model).
+
+    Raises:
+        DSMInputError: an unknown kind, or a parameter that is missing or not a positive number.
+    """
+    entry = (config or {}).get("sde")
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or entry.get("kind") not in ("ve", "vp", "subvp"):
+        raise DSMInputError(f"{source} metadata: sde must name kind ve, vp or subvp, got {entry!r}")
+    needed = ("sigma_min", "sigma_max", "eps") if entry["kind"] == "ve" else ("beta_min", "beta_max", "eps")
+    for key in needed:
+        v = entry.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise DSMInputError(f"{source} metadata: sde.{key} must be a positive number, got {v!r}")
+    return dict(entry)
 
 
 def save_canonical(path: str | Path, params: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> Path:

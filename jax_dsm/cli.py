@@ -33,9 +33,12 @@ from dsm_common.commands import (
     stored_sigmas,
     summary_line,
 )
+from dsm_common.config import sde_levels
 from dsm_common.files import run_phase, write_text_atomic
-from dsm_common.finish import finish_run
+from dsm_common.finish import finish_run, rademacher_probe
+from dsm_common.registry import SAMPLERS as SAMPLER_SPECS
 from dsm_common.validation import DSMInputError
+from dsm_common.weights import stored_sde
 from jax_dsm.data import DSMDataModule
 from jax_dsm.losses import per_level_loss
 from jax_dsm.models import ScoreMLP
@@ -57,7 +60,7 @@ class JaxBackend:
 
     framework = "jax"
 
-    def __init__(self, model: ScoreMLP, variables, sigmas: np.ndarray, progress: bool = True):
+    def __init__(self, model: ScoreMLP, variables, sigmas: np.ndarray, progress: bool = True, sde: dict | None = None):
         self.model, self.variables = model, variables
         self.conditional = model.conditional
         self.preconditioning = (None if model.preconditioning == "none"
@@ -65,6 +68,8 @@ class JaxBackend:
         self.sigmas = np.asarray(sigmas, np.float64)
         self._sigmas = jnp.asarray(self.sigmas, jnp.float32)  # (L,)
         self.progress = progress
+        self.sde = sde  # a score-SDE model's SDE (SDESettings.description), else None
+        self.last_nfe: int | None = None
 
     def _score(self) -> Partial:
         """The network as ``(x, σ (n,)) → score``, the form every registered sampler takes; a
@@ -73,9 +78,21 @@ class JaxBackend:
         return net if self.conditional else Partial(_unconditional, net)
 
     def sample(self, name, x0, settings, keep_every, seed):
-        x, kept = SAMPLERS[name](self._score(), jnp.asarray(x0), self._sigmas, settings, keep_every, self.progress,
-                                 rng=jax.random.PRNGKey(seed))
+        extra = {"sde": self.sde} if SAMPLER_SPECS[name].conditioning == "sde" else {}
+        x, kept, *nfe = SAMPLERS[name](self._score(), jnp.asarray(x0), self._sigmas, settings, keep_every, self.progress,
+                                       rng=jax.random.PRNGKey(seed), **extra)
+        self.last_nfe = int(nfe[0]) if nfe else None
         return np.asarray(x), None if kept is None else np.asarray(kept)
+
+    def likelihood(self, points, settings, seed):
+        from jax_dsm.sde_lib import get_sde, likelihood, time_score
+
+        sde = get_sde(self.sde)
+        probe = jnp.asarray(rademacher_probe(len(points), seed)) if settings.hutchinson else None
+        log_p, _, nfe = likelihood(sde, time_score(self._score(), sde), jnp.asarray(np.asarray(points, np.float32)),
+                                   settings.solver, settings.num_steps, settings.rtol, settings.atol,
+                                   settings.eps if settings.eps is not None else self.sde["eps"], probe=probe)
+        return np.asarray(log_p, np.float64), nfe
 
     def score_at(self, sigma):
         apply = jax.jit(self.model.apply)
@@ -87,8 +104,9 @@ class JaxBackend:
         return fn
 
     def per_level_loss(self, points, noise):
+        alphas = None if self.sde is None else jnp.asarray(sde_levels(self.sde, len(self.sigmas))[1], jnp.float32)
         return np.asarray(per_level_loss(Partial(self.model.apply, self.variables), jnp.asarray(points), self._sigmas,
-                                         noise=jnp.asarray(noise)))
+                                         noise=jnp.asarray(noise), alphas=alphas))
 
     def save_weights(self, path, config):
         save_weights(path, self.variables, config)
@@ -142,7 +160,9 @@ def fit_main(argv: list[str]) -> dict:
         "train_seconds": time.perf_counter() - t0,
         "seed": seed,
     }
-    metrics = finish_run(run_dir, JaxBackend(module.model, {"params": state.params}, module.sigmas, progress=not cfg.quiet),
+    backend = JaxBackend(module.model, {"params": state.params}, module.sigmas, progress=not cfg.quiet,
+                         sde=module.methods.sde())
+    metrics = finish_run(run_dir, backend,
                          module.methods.sampler_name, module.settings_record(), dm.hparams, dm.data, module.sampler,
                          info, trainer.loss_history)
     if not cfg.quiet:
@@ -178,7 +198,7 @@ def check_checkpoint(path: Path, module: DSMModule, max_epochs: int) -> None:
 def load_backend(path: str) -> tuple[JaxBackend, dict]:
     """A weight file (either framework's) as a ``JaxBackend`` and its stored settings."""
     model, variables, stored = load_weights(path)
-    return JaxBackend(model, variables, stored_sigmas(stored)), stored
+    return JaxBackend(model, variables, stored_sigmas(stored), sde=stored_sde(stored, path)), stored
 
 
 def sample_main(argv: list[str]) -> dict:

@@ -1,4 +1,4 @@
-"""Denoising score matching losses (Vincent 2011; docs/method.md §1, §3 and §6).
+"""Denoising score matching losses (Vincent 2011; docs/method.md §1, §3, §6 and §7).
 
 Mirror: ``torch_dsm/losses.py``. Noise is drawn per point and per coordinate from a
 ``jax.random`` key, or passed in, so the two frameworks can be fed the same numpy draws.
@@ -16,8 +16,8 @@ import jax.numpy as jnp
 from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
-__all__ = ["dsm_loss", "ncsn_loss", "edm_loss", "per_level_loss", "OBJECTIVES", "dsm_objective", "ncsn_objective",
-           "edm_objective"]
+__all__ = ["dsm_loss", "ncsn_loss", "edm_loss", "sde_loss", "per_level_loss", "OBJECTIVES", "dsm_objective",
+           "ncsn_objective", "edm_objective", "sde_objective"]
 
 
 def _reduce(per_point: jnp.ndarray, reduction: str, mask: jnp.ndarray | None) -> jnp.ndarray:
@@ -156,24 +156,81 @@ def edm_loss(
     return _reduce(per_point, reduction, mask)
 
 
+def sde_loss(
+    score_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray],
+    x: jnp.ndarray,
+    sde,
+    eps: float,
+    weighting: str = "sigma2",
+    reduction: str = "mean",
+    mask: jnp.ndarray | None = None,
+    stratified: bool = False,
+    *,
+    t: jnp.ndarray | None = None,
+    noise: jnp.ndarray | None = None,
+    rng: jax.Array | None = None,
+) -> jnp.ndarray:
+    """Continuous-time DSM loss of a score SDE (arXiv 2011.13456, eq. 7; the reference's
+    ``get_sde_loss_fn``): ``λ(t) ‖s_θ(x_t, t) + z/σ(t)‖²`` with x_t = α(t) x + σ(t) z and
+    t ~ U(eps, T), one t per point, in the form ``w(t) ‖σ(t) s_θ(x_t, t) + z‖²`` with w = 1 for
+    λ = σ² (``sigma2``) and w = g(t)²/σ(t)² for λ = g² (``likelihood``; arXiv 2101.09258).
+
+    Args:
+        score_fn: s(x, t), ((B, d), (B,)) → (B, d) (``sde_lib.time_score`` of the network).
+        x: clean batch (B, d) float32.
+        sde: the forward SDE (``jax_dsm.sde_lib``). eps: t_ε.
+        weighting: ``sigma2`` or ``likelihood``.
+        reduction: ``"mean"`` (default) or ``"sum"`` over the batch.
+        mask: (B,) bool, True for real points (padded batches).
+        stratified: t_i = eps + (T − eps)(i + u_i)/B (one stratum a point) instead of independent t.
+        t: (B,) times; noise: (B, d) standard normal z.
+        rng: PRNG key for the draws not passed in (split in two: the uniforms u, then z).
+
+    Returns:
+        Scalar array.
+
+    Raises:
+        ValueError: a random input missing and no ``rng``; an unknown ``reduction`` or ``weighting``.
+    """
+    require_randomness("sde_loss", rng, t, noise)
+    if weighting not in ("sigma2", "likelihood"):
+        raise ValueError(f"weighting must be 'sigma2' or 'likelihood', got {weighting!r}")
+    n = x.shape[0]
+    if rng is not None:
+        key_t, key_noise = jax.random.split(rng)
+    if t is None:
+        u = jax.random.uniform(key_t, (n,), x.dtype)
+        if stratified:
+            u = (jnp.arange(n, dtype=x.dtype) + u) / n
+        t = eps + (sde.T - eps) * u
+    z = jax.random.normal(key_noise, x.shape, x.dtype) if noise is None else noise
+    mean, std = sde.marginal_prob(x, t)  # (B, d), (B,)
+    per_point = jnp.sum((std[:, None] * score_fn(mean + std[:, None] * z, t) + z) ** 2, axis=-1)  # (B,)
+    if weighting == "likelihood":
+        per_point = per_point * (sde.sde(jnp.zeros_like(x), t)[1] / std) ** 2
+    return _reduce(per_point, reduction, mask)
+
+
 def per_level_loss(
     score_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray],
     x: jnp.ndarray,
     sigmas: jnp.ndarray,
     *,
     noise: jnp.ndarray,
+    alphas: jnp.ndarray | None = None,
 ) -> jnp.ndarray:
-    """Mean of ``‖σ s_θ(x + σ z, σ) + z‖²`` over all of ``x`` at each level; returns (L,).
+    """Mean of ``‖σ s_θ(α x + σ z, σ) + z‖²`` over all of ``x`` at each level; returns (L,).
 
     Args:
         x: (N, d) points. sigmas: (L,). noise: (L, N, d) standard normal draws.
+        alphas: (L,) mean coefficients α of the levels (score SDEs: x_t = α(t) x + σ(t) z); None: 1.
     """
 
-    def one(sigma, z):
+    def one(sigma, alpha, z):
         s = jnp.broadcast_to(sigma, x.shape[:1])
-        return jnp.mean(jnp.sum((sigma * score_fn(x + sigma * z, s) + z) ** 2, axis=-1))
+        return jnp.mean(jnp.sum((sigma * score_fn(alpha * x + sigma * z, s) + z) ** 2, axis=-1))
 
-    return jax.vmap(one)(sigmas, noise)
+    return jax.vmap(one)(sigmas, jnp.ones_like(sigmas) if alphas is None else alphas, noise)
 
 
 # ----------------------------------------------------------------------------- the objective registry
@@ -208,3 +265,21 @@ def edm_objective(net, x: jnp.ndarray, sigmas: jnp.ndarray, settings, reduction:
     if settings.sigma_data is None:
         raise ValueError("edm_loss needs settings.sigma_data (DSMModule.setup sets it from the data)")
     return edm_loss(net, x, settings.sigma_data, settings.p_mean, settings.p_std, reduction, mask, rng=rng)
+
+
+@OBJECTIVES("sde")
+def sde_objective(net, x: jnp.ndarray, sigmas: jnp.ndarray, settings, reduction: str = "mean",
+                  mask: jnp.ndarray | None = None, *, rng: jax.Array | None = None) -> jnp.ndarray:
+    """``sde``: :func:`sde_loss` of the SDE ``settings`` (``SDESettings``, resolved from the data)
+    describe, the network ``net(x, σ)`` fed σ(t) (``sde_lib.time_score``).
+
+    Raises:
+        ValueError: VE's ``settings.sigma_max`` not yet resolved (the module sets it at setup).
+    """
+    from jax_dsm.sde_lib import get_sde, time_score
+
+    if settings.kind == "ve" and settings.sigma_max is None:
+        raise ValueError("sde_loss needs settings.sigma_max (DSMModule.setup sets it from the data)")
+    sde = get_sde(settings.description())
+    return sde_loss(time_score(net, sde), x, sde, settings.t_eps, settings.weighting, reduction, mask,
+                    settings.stratified, rng=rng)

@@ -22,6 +22,7 @@ from dsm_common.config import (
     EDMSettings,
     NCSNSettings,
     SamplerConfig,
+    SDESettings,
     check_hidden_dims,
     check_sampler_memory,
     resolve_methods,
@@ -44,6 +45,8 @@ class DSMModule:
         dsm: settings of ``dsm`` (``DSMSettings``: σ, recipe 3).
         ncsn: settings of ``ncsn`` (``NCSNSettings``: L, σ₁ (None: the data's largest pairwise
             distance), σ_L).
+        edm: settings of ``edm`` (``EDMSettings``: σ_data, the log-normal law of σ, the range).
+        sde: settings of ``sde`` (``SDESettings``: the score SDE, its t_ε, the loss's weighting).
         optimizer: ``sgd`` (recipe) or ``adam``.
         lr: learning rate (recipe: 1e-5).
         reduction: ``sum`` (recipe) or ``mean`` of the per-point losses over a batch.
@@ -66,6 +69,7 @@ class DSMModule:
         dsm: Optional[DSMSettings] = None,
         ncsn: Optional[NCSNSettings] = None,
         edm: Optional[EDMSettings] = None,
+        sde: Optional[SDESettings] = None,
         optimizer: Literal["sgd", "adam"] = "sgd",
         lr: float = 1e-5,
         reduction: Literal["sum", "mean"] = "sum",
@@ -74,10 +78,10 @@ class DSMModule:
         init: Literal["native", "flax", "torch"] = "native",
     ):
         hidden_dims = check_hidden_dims(hidden_dims)
-        self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn, "edm": edm}, sampler, lr, optimizer, reduction,
-                                       lr_schedule, init)
+        self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn, "edm": edm, "sde": sde}, sampler, lr,
+                                       optimizer, reduction, lr_schedule, init)
         check_sampler_memory(self.methods.sampler, hidden_dims)
-        self.hparams = dict(hidden_dims=list(hidden_dims), objective=objective, dsm=dsm, ncsn=ncsn, edm=edm,
+        self.hparams = dict(hidden_dims=list(hidden_dims), objective=objective, dsm=dsm, ncsn=ncsn, edm=edm, sde=sde,
                             optimizer=optimizer, lr=lr, reduction=reduction, lr_schedule=lr_schedule, init=init)
         self.sampler = self.methods.sampler
         self.model = ScoreMLP(tuple(hidden_dims), conditional=self.methods.conditional, initialization=init,
@@ -106,6 +110,7 @@ class DSMModule:
         if options:  # in the network and the loss's settings
             self.model = self.model.clone(**options)
             self.methods = replace(self.methods, settings=replace(self.methods.settings, sigma_data=options["sigma_data"]))
+        self.methods = self.methods.resolved(data.points)  # score SDEs: VE's σ_max from the data, t_ε filled in
         if h["lr_schedule"] != "constant":
             self.tx = self.make_tx(total_steps)
 

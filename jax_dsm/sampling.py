@@ -28,7 +28,7 @@ from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
 __all__ = ["langevin", "annealed_langevin", "edm_sampler", "chunk_length", "SAMPLERS", "run_langevin",
-           "run_annealed_langevin", "run_heun", "run_euler"]
+           "run_annealed_langevin", "run_heun", "run_euler", "run_pc", "run_ode"]
 
 
 def chunk_length(n_steps: int, keep_every: int, target_chunks: int) -> int:
@@ -286,7 +286,8 @@ def edm_sampler(
 
 # ----------------------------------------------------------------------------- the sampler registry
 # JAX functions under the names of dsm_common.registry.SAMPLERS: (score_fn(x, σ (n,)) as a Partial,
-# x0 (n, d), sigmas (L,), settings, keep_every, progress, *, rng) → (final, kept). Mirror: torch_dsm/sampling.py.
+# x0 (n, d), sigmas (L,), settings, keep_every, progress, *, rng) → (final, kept); the score-SDE
+# samplers also take sde= (the model's SDE) and may add the NFE as a third value. Mirror: torch_dsm/sampling.py.
 SAMPLERS: Registry[Callable] = Registry("jax sampler", "model.sampler.name")
 
 
@@ -325,3 +326,37 @@ def run_euler(score_fn, x0: jnp.ndarray, sigmas: jnp.ndarray, settings, keep_eve
               progress: bool = False, *, rng: jax.Array | None = None):
     """``euler`` with its settings (``EulerSettings``) over the model's range ``sigmas``: :func:`edm_sampler`."""
     return _run_edm(False, score_fn, x0, sigmas, settings, keep_every, progress, rng)
+
+
+def _sde_start(x0: jnp.ndarray, sde, settings, description: dict):
+    """The chains' start at T = 1, x₀ times the prior's std (VE: σ_max; VP, sub-VP: 1), and the end time."""
+    from jax_dsm.sde_lib import VESDE
+
+    scale = sde.sigma_max if isinstance(sde, VESDE) else 1.0
+    return x0 * scale, float(settings.eps if settings.eps is not None else description["eps"])
+
+
+@SAMPLERS("pc")
+def run_pc(score_fn, x0: jnp.ndarray, sigmas: jnp.ndarray, settings, keep_every: int = 0,
+           progress: bool = False, *, sde: dict | None = None, rng: jax.Array | None = None):
+    """``pc`` with its settings (``PCSettings``) on the model's SDE ``sde`` (``SDESettings.description``):
+    ``sde_lib.pc_sampler`` from x₀ times the prior's std, the network fed σ(t)."""
+    from jax_dsm.sde_lib import get_sde, pc_sampler, time_score
+
+    forward = get_sde(sde, settings.num_steps)
+    start, eps = _sde_start(x0, forward, settings, sde)
+    return pc_sampler(forward, time_score(score_fn, forward), start, settings.predictor, settings.corrector, settings.snr,
+                      settings.n_corrector, eps, settings.denoise, settings.alpha_rule, keep_every, rng=rng)
+
+
+@SAMPLERS("ode")
+def run_ode(score_fn, x0: jnp.ndarray, sigmas: jnp.ndarray, settings, keep_every: int = 0,
+            progress: bool = False, *, sde: dict | None = None, rng: jax.Array | None = None):
+    """``ode`` with its settings (``ODESettings``) on the model's SDE ``sde``: ``sde_lib.ode_sampler``
+    from x₀ times the prior's std; returns ``(final, kept, nfe)`` (an adaptive solver's NFE as it ran)."""
+    from jax_dsm.sde_lib import get_sde, ode_sampler, time_score
+
+    forward = get_sde(sde)
+    start, eps = _sde_start(x0, forward, settings, sde)
+    return ode_sampler(forward, time_score(score_fn, forward), start, settings.solver, settings.num_steps, settings.rtol,
+                       settings.atol, eps, settings.denoise, keep_every)

@@ -233,8 +233,9 @@ CORRECTORS = {"langevin": langevin_corrector, "none": None}
 
 def pc_sampler(sde: SDE, score_fn, x0: jnp.ndarray, predictor: str = "reverse_diffusion", corrector: str = "langevin",
                snr: float = 0.16, n_corrector: int = 1, eps: float = 1e-3, denoise: bool = True,
-               alpha_rule: str = "reference", *, noise: tuple[jnp.ndarray, jnp.ndarray] | None = None,
-               rng: jax.Array | None = None) -> jnp.ndarray:
+               alpha_rule: str = "reference", keep_every: int = 0, *,
+               noise: tuple[jnp.ndarray, jnp.ndarray] | None = None,
+               rng: jax.Array | None = None) -> tuple[jnp.ndarray, jnp.ndarray | None]:
     """Predictor–corrector sampling (arXiv 2011.13456, Algorithm 1) from prior draws ``x0`` (n, d)
     over N times from T to ``eps``, compiled as one ``lax.scan``: at each, the corrector's
     ``n_corrector`` steps, then the predictor's; the last step's mean x̄ is returned with
@@ -245,11 +246,13 @@ def pc_sampler(sde: SDE, score_fn, x0: jnp.ndarray, predictor: str = "reverse_di
         x0: (n, d) draws of the prior (``sde.prior_sampling``).
         predictor, corrector: names in ``PREDICTORS``, ``CORRECTORS`` (``none``: skip it).
         snr: the corrector's signal-to-noise ratio. alpha_rule: ``langevin_corrector``'s.
+        keep_every: keep the state after every k-th step (0: none).
         noise: ``(predictor z (N, n, d), corrector z (N, n_corrector, n, d))``.
         rng: PRNG key for the noise when ``noise`` is None (step k: ``fold_in(rng, k)``, split in two).
 
     Returns:
-        (n, d) samples. Network evaluations: N (1 + n_corrector) with both, N with one.
+        ``(x, kept)``: (n, d) samples and (N // k, n, d) kept states or None. Network
+        evaluations: N (1 + n_corrector) with both, N or N n_corrector with one.
 
     Raises:
         ValueError: an unknown name; no ``noise`` and no ``rng``.
@@ -276,10 +279,12 @@ def pc_sampler(sde: SDE, score_fn, x0: jnp.ndarray, predictor: str = "reverse_di
             x, x_mean = corr(sde, score_fn, x, t, zs, snr, alpha_rule)
         if pred is not None:
             x, x_mean = pred(sde, score_fn, x, t, z)
-        return (x, x_mean), None
+        shown = jnp.where(k == sde.N - 1, x_mean, x) if denoise else x  # the last kept state: the returned one
+        return (x, x_mean), (shown if keep_every else None)
 
-    (x, x_mean), _ = jax.jit(lambda x0_: lax.scan(step, (x0_, x0_), jnp.arange(sde.N)))(x0)
-    return x_mean if denoise else x
+    (x, x_mean), states = jax.jit(lambda x0_: lax.scan(step, (x0_, x0_), jnp.arange(sde.N)))(x0)
+    kept = states[keep_every - 1::keep_every] if keep_every and sde.N >= keep_every else None
+    return x_mean if denoise else x, kept
 
 
 # ----------------------------------------------------------------------------- the probability-flow ODE
@@ -329,30 +334,41 @@ def dopri5_nfe(num_steps) -> jnp.ndarray:
     return 1 + 6 * num_steps
 
 
-def _solve(func, y0, t0: float, t1: float, solver: str, n_steps: int, rtol: float, atol: float):
-    """Integrate dy/dt = func(t (scalar), y) (a pytree) from t0 to t1; returns ``(y(t1), evaluations
-    of func)`` (traceable: call it inside ``jit``)."""
+def _solve(func, y0, t0: float, t1: float, solver: str, n_steps: int, rtol: float, atol: float, keep_every: int = 0):
+    """Integrate dy/dt = func(t (scalar), y) (a pytree) from t0 to t1; returns ``(y(t1), kept,
+    evaluations of func)``, ``kept`` the states (leading axis) at every ``keep_every``-th time of the
+    uniform grid of ``n_steps`` steps (None for 0). Traceable: call it inside ``jit``."""
+    dtype = jax.tree.leaves(y0)[0].dtype
+    grid = jnp.linspace(t0, t1, n_steps + 1, dtype=dtype)
+    n_kept = n_steps // keep_every if keep_every else 0
     if solver == "dopri5":
         import diffrax
 
+        ends = grid[-1:] if n_steps % max(keep_every, 1) else grid[:0]  # t1, unless it is the last kept time
+        ts = jnp.concatenate([grid[keep_every::keep_every][:n_kept], ends]) if n_kept else None
+        saveat = diffrax.SaveAt(ts=ts) if n_kept else diffrax.SaveAt(t1=True)
         sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, args: func(t, y)), diffrax.Dopri5(), t0, t1, None, y0,
-                                  stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=100_000)
-        return jax.tree.map(lambda a: a[-1], sol.ys), dopri5_nfe(sol.stats["num_steps"])
-    ts = jnp.linspace(t0, t1, n_steps + 1, dtype=jax.tree.leaves(y0)[0].dtype)
+                                  saveat=saveat, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+                                  max_steps=100_000)
+        kept = jax.tree.map(lambda a: a[:n_kept], sol.ys) if n_kept else None
+        return jax.tree.map(lambda a: a[-1], sol.ys), kept, dopri5_nfe(sol.stats["num_steps"])
 
     def step(y, i):  # Heun's method: the trapezoid of the slopes at both ends of an Euler step
-        h = ts[i + 1] - ts[i]
-        d1 = func(ts[i], y)
+        h = grid[i + 1] - grid[i]
+        d1 = func(grid[i], y)
         y_euler = jax.tree.map(lambda a, b: a + h * b, y, d1)
-        d2 = func(ts[i + 1], y_euler)
-        return jax.tree.map(lambda a, b, c: a + 0.5 * h * (b + c), y, d1, d2), None
+        d2 = func(grid[i + 1], y_euler)
+        y = jax.tree.map(lambda a, b, c: a + 0.5 * h * (b + c), y, d1, d2)
+        return y, (y if keep_every else None)
 
-    y, _ = lax.scan(step, y0, jnp.arange(n_steps))
-    return y, jnp.asarray(2 * n_steps)
+    y, states = lax.scan(step, y0, jnp.arange(n_steps))
+    kept = jax.tree.map(lambda a: a[keep_every - 1::keep_every], states) if n_kept else None
+    return y, kept, jnp.asarray(2 * n_steps)
 
 
 def ode_sampler(sde: SDE, score_fn, x0: jnp.ndarray, solver: str = "dopri5", n_steps: int = 100, rtol: float = 1e-5,
-                atol: float = 1e-5, eps: float = 1e-3, denoise: bool = False) -> tuple[jnp.ndarray, int]:
+                atol: float = 1e-5, eps: float = 1e-3, denoise: bool = False,
+                keep_every: int = 0) -> tuple[jnp.ndarray, jnp.ndarray | None, int]:
     """Samples by solving the probability-flow ODE from prior draws ``x0`` (n, d) at T to ``eps``
     (arXiv 2011.13456, §4.3; the reference's ``get_ode_sampler``), all chains as one system, compiled.
 
@@ -363,9 +379,12 @@ def ode_sampler(sde: SDE, score_fn, x0: jnp.ndarray, solver: str = "dopri5", n_s
             uniform steps in t, 2 evaluations each).
         eps: the end time ε > 0.
         denoise: finish with one noise-free reverse-diffusion step at ε (Tweedie's formula for VE).
+        keep_every: keep the states at every k-th time of the uniform grid of ``n_steps`` steps
+            (both solvers: ``dopri5`` interpolates there); 0: none.
 
     Returns:
-        ``(x (n, d), nfe)``: the samples and the score evaluations per chain.
+        ``(x (n, d), kept (n_steps // k, n, d) or None, nfe)``: the samples, the kept states and
+        the score evaluations per chain.
 
     Raises:
         ValueError: an unknown solver, or ``heun`` with ``n_steps`` < 1.
@@ -375,14 +394,14 @@ def ode_sampler(sde: SDE, score_fn, x0: jnp.ndarray, solver: str = "dopri5", n_s
     flow = sde.reverse(score_fn, probability_flow=True)
 
     def run(x0_):
-        x, nfe = _solve(lambda t, y: flow.sde(y, jnp.broadcast_to(t, (n,)))[0], x0_, sde.T, eps, solver, n_steps,
-                        rtol, atol)
+        x, kept, nfe = _solve(lambda t, y: flow.sde(y, jnp.broadcast_to(t, (n,)))[0], x0_, sde.T, eps, solver, n_steps,
+                              rtol, atol, keep_every)
         if denoise:
             _, x = reverse_diffusion_predictor(sde, score_fn, x, jnp.full((n,), eps, x.dtype), jnp.zeros_like(x))
-        return x, nfe
+        return x, kept, nfe
 
-    x, nfe = jax.jit(run)(x0)
-    return x, int(nfe) + int(denoise)
+    x, kept, nfe = jax.jit(run)(x0)
+    return x, kept, int(nfe) + int(denoise)
 
 
 def likelihood(sde: SDE, score_fn, x: jnp.ndarray, solver: str = "dopri5", n_steps: int = 100, rtol: float = 1e-5,
@@ -433,5 +452,5 @@ def likelihood(sde: SDE, score_fn, x: jnp.ndarray, solver: str = "dopri5", n_ste
     def run(x_):
         return _solve(func, (x_, jnp.zeros((n,), x_.dtype)), eps, sde.T, solver, n_steps, rtol, atol)
 
-    (z, delta), nfe = jax.jit(run)(x)
+    (z, delta), _, nfe = jax.jit(run)(x)
     return (prior_logp or sde.prior_logp)(z) + delta, z, int(nfe)  # the prior outside jit: any function of z

@@ -211,5 +211,5 @@ def test_the_registries_hold_the_same_names_on_both_sides():
     from dsm_common.registry import OBJECTIVES, SAMPLERS
 
     assert SAMPLERS.names() == ts.SAMPLERS.names() == js.SAMPLERS.names() == ["langevin", "annealed_langevin", "heun",
-                                                                               "euler"]
-    assert OBJECTIVES.names() == tl.OBJECTIVES.names() == jl.OBJECTIVES.names() == ["dsm", "ncsn", "edm"]
+                                                                               "euler", "pc", "ode"]
+    assert OBJECTIVES.names() == tl.OBJECTIVES.names() == jl.OBJECTIVES.names() == ["dsm", "ncsn", "edm", "sde"]

@@ -43,7 +43,7 @@ def test_ode_samples_from_the_exact_marginal_at_t1_recover_the_mixture(kind):
     _, sde = _pair(kind, 1000)
     a, s = _coefficients(kind, 1.0)
     x0 = MARGINALS.sample(10_000, a, s, np.random.default_rng(7)).astype(np.float32)
-    x, nfe = jsde.ode_sampler(sde, _exact("jax", sde), jnp.asarray(x0), eps=EPS[kind])
+    x, _, nfe = jsde.ode_sampler(sde, _exact("jax", sde), jnp.asarray(x0), eps=EPS[kind])
     _bars(x)
     assert 50 < nfe < 400
 
@@ -56,8 +56,11 @@ def test_torch_ode_samples_match_the_jax_ones():
     ts_, js_ = _pair("vp", 1000)
     a, s = _coefficients("vp", 1.0)
     x0 = MARGINALS.sample(4000, a, s, np.random.default_rng(8)).astype(np.float32)
-    x, _ = tsde.ode_sampler(ts_, _exact("torch", ts_), torch.from_numpy(x0), eps=1e-3)
-    y, _ = jsde.ode_sampler(js_, _exact("jax", js_), jnp.asarray(x0), eps=1e-3)
+    x, kx, _ = tsde.ode_sampler(ts_, _exact("torch", ts_), torch.from_numpy(x0), eps=1e-3, keep_every=25)
+    y, ky, _ = jsde.ode_sampler(js_, _exact("jax", js_), jnp.asarray(x0), eps=1e-3, keep_every=25)
+    assert kx.shape == ky.shape == (4, 4000, 2)  # the states at t = 0.75, 0.5, 0.25 and t_ε, interpolated
+    np.testing.assert_allclose(kx.numpy(), np.asarray(ky), atol=0.02)
+    np.testing.assert_allclose(kx[-1].numpy(), x.numpy(), atol=1e-5)
     np.testing.assert_allclose(x.numpy(), np.asarray(y), atol=0.02)
     assert np.array_equal(x.numpy()[:, 0] < 0, np.asarray(y)[:, 0] < 0)
 
@@ -151,9 +154,9 @@ def test_dopri5_evaluation_count_is_counted():
 
     sde = jsde.VPSDE()
     x0 = jax.random.normal(jax.random.PRNGKey(0), (64, 2))
-    _, nfe = jsde.ode_sampler(sde, score, x0)
+    _, _, nfe = jsde.ode_sampler(sde, score, x0)
     assert nfe == calls[0] and nfe > 20
-    _, nfe = jsde.ode_sampler(sde, _exact("jax", sde), x0, "heun", 37)
+    _, _, nfe = jsde.ode_sampler(sde, _exact("jax", sde), x0, "heun", 37)
     assert nfe == 74
     tcalls = [0]
     ts_ = tsde.VPSDE()
@@ -162,7 +165,7 @@ def test_dopri5_evaluation_count_is_counted():
         tcalls[0] += 1
         return _exact("torch", ts_)(x, t)
 
-    _, nfe = tsde.ode_sampler(ts_, tscore, torch.from_numpy(np.asarray(x0)), denoise=True)
+    _, _, nfe = tsde.ode_sampler(ts_, tscore, torch.from_numpy(np.array(x0)), denoise=True)
     assert nfe == tcalls[0]
 
 
@@ -173,9 +176,13 @@ def test_fixed_step_ode_sampler_and_likelihood_agree_across_frameworks(kind):
     ts_, js_ = _pair(kind, 1000)
     rng = np.random.default_rng(14)
     x0 = (rng.standard_normal((64, 2)) * (SIGMA_MAX if kind == "ve" else 1.0)).astype(np.float32)
-    a, na = tsde.ode_sampler(ts_, _exact("torch", ts_), torch.from_numpy(x0), "heun", 100, eps=EPS[kind], denoise=True)
-    b, nb = jsde.ode_sampler(js_, _exact("jax", js_), jnp.asarray(x0), "heun", 100, eps=EPS[kind], denoise=True)
+    a, ka, na = tsde.ode_sampler(ts_, _exact("torch", ts_), torch.from_numpy(x0), "heun", 100, eps=EPS[kind],
+                                 denoise=True, keep_every=20)
+    b, kb, nb = jsde.ode_sampler(js_, _exact("jax", js_), jnp.asarray(x0), "heun", 100, eps=EPS[kind], denoise=True,
+                                 keep_every=20)
     np.testing.assert_allclose(a.numpy(), np.asarray(b), atol=1e-4)
+    assert ka.shape == kb.shape == (5, 64, 2)
+    np.testing.assert_allclose(ka.numpy(), np.asarray(kb), atol=1e-4)
     assert na == nb == 201
     x = MIX.sample(64, rng).astype(np.float32)
     la = tsde.likelihood(ts_, _exact("torch", ts_), torch.from_numpy(x), "heun", 100, eps=EPS[kind])[0]

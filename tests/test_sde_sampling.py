@@ -74,14 +74,14 @@ def test_exact_scores_recover_the_mixture(kind, predictor, corrector):
     per-mode standard deviations within 5 % of 1."""
     sde = {"ve": jsde.VESDE(0.01, SIGMA_MAX), "vp": jsde.VPSDE(), "subvp": jsde.subVPSDE()}[kind]
     x0 = sde.prior_sampling((10_000, 2), rng=jax.random.PRNGKey(1))
-    _bars(jsde.pc_sampler(sde, _exact("jax", sde), x0, predictor, corrector, rng=jax.random.PRNGKey(2)))
+    _bars(jsde.pc_sampler(sde, _exact("jax", sde), x0, predictor, corrector, rng=jax.random.PRNGKey(2))[0])
 
 
 def test_torch_exact_scores_recover_the_mixture():
     """The torch twin, VP Euler–Maruyama, 4000 chains (weights within 0.02 at this size)."""
     sde = tsde.VPSDE()
     x0 = sde.prior_sampling((4000, 2), rng=torch.Generator().manual_seed(1))
-    _bars(tsde.pc_sampler(sde, _exact("torch", sde), x0, "euler_maruyama", "none", rng=torch.Generator().manual_seed(2)),
+    _bars(tsde.pc_sampler(sde, _exact("torch", sde), x0, "euler_maruyama", "none", rng=torch.Generator().manual_seed(2))[0],
           weight=0.02)
 
 
@@ -142,10 +142,13 @@ def test_whole_pc_run_agrees_across_frameworks(kind, predictor, corrector):
     zp = rng.standard_normal((50, 32, 2)).astype(np.float32)
     zc = rng.standard_normal((50, 1, 32, 2)).astype(np.float32)
     a = tsde.pc_sampler(ts_, _exact("torch", ts_), torch.from_numpy(x0), predictor, corrector,
-                        noise=(torch.from_numpy(zp), torch.from_numpy(zc)))
+                        keep_every=10, noise=(torch.from_numpy(zp), torch.from_numpy(zc)))
     b = jsde.pc_sampler(js_, _exact("jax", js_), jnp.asarray(x0), predictor, corrector,
-                        noise=(jnp.asarray(zp), jnp.asarray(zc)))
-    np.testing.assert_allclose(a.numpy(), np.asarray(b), atol=1e-4)
+                        keep_every=10, noise=(jnp.asarray(zp), jnp.asarray(zc)))
+    np.testing.assert_allclose(a[0].numpy(), np.asarray(b[0]), atol=1e-4)
+    assert a[1].shape == b[1].shape == (5, 32, 2)  # the states after steps 10, 20, …, 50; the last is the result
+    np.testing.assert_allclose(a[1].numpy(), np.asarray(b[1]), atol=1e-4)
+    np.testing.assert_array_equal(a[1][-1].numpy(), a[0].numpy())
 
 
 def test_pc_sampler_refuses_unknown_names_and_missing_noise():
@@ -164,4 +167,4 @@ def test_exact_scores_recover_the_mixture_with_fewer_steps():
     docs/method.md §7.)"""
     sde = jsde.VPSDE(N=100)
     x0 = sde.prior_sampling((10_000, 2), rng=jax.random.PRNGKey(3))
-    _bars(jsde.pc_sampler(sde, _exact("jax", sde), x0, "euler_maruyama", "none", rng=jax.random.PRNGKey(4)))
+    _bars(jsde.pc_sampler(sde, _exact("jax", sde), x0, "euler_maruyama", "none", rng=jax.random.PRNGKey(4))[0])

@@ -38,10 +38,13 @@ from dsm_common.commands import (
     stored_sigmas,
     summary_line,
 )
+from dsm_common.config import sde_levels
 from dsm_common.files import run_phase, write_text_atomic
-from dsm_common.finish import finish_run
+from dsm_common.finish import finish_run, rademacher_probe
 from dsm_common.logs import LOG_DIR
+from dsm_common.registry import SAMPLERS as SAMPLER_SPECS
 from dsm_common.validation import DSMInputError, check_positive_int
+from dsm_common.weights import stored_sde
 from torch_dsm.data import DSMDataModule
 from torch_dsm.losses import per_level_loss
 from torch_dsm.models import ScoreMLP
@@ -78,7 +81,8 @@ class TorchBackend:
 
     framework = "torch"
 
-    def __init__(self, model: ScoreMLP, sigmas: np.ndarray, progress: bool = True, threads: int | None = None):
+    def __init__(self, model: ScoreMLP, sigmas: np.ndarray, progress: bool = True, threads: int | None = None,
+                 sde: dict | None = None):
         self.model = model.cpu().eval()
         self.threads = threads  # --torch_threads; None: choose_threads picks by the chain count
         self.conditional = model.conditional
@@ -87,6 +91,8 @@ class TorchBackend:
         self.sigmas = np.asarray(sigmas, np.float64)
         self._sigmas = torch.as_tensor(self.sigmas, dtype=torch.float32)  # (L,)
         self.progress = progress
+        self.sde = sde  # a score-SDE model's SDE (SDESettings.description), else None
+        self.last_nfe: int | None = None
 
     def _score(self):
         """The network as ``(x, σ (n,)) → score``, the form every registered sampler takes."""
@@ -94,9 +100,22 @@ class TorchBackend:
 
     def sample(self, name, x0, settings, keep_every, seed):
         torch.set_num_threads(choose_threads(len(x0), self.threads))
-        x, kept = SAMPLERS[name](self._score(), torch.from_numpy(x0), self._sigmas, settings, keep_every, self.progress,
-                                 rng=torch.Generator().manual_seed(seed))
+        extra = {"sde": self.sde} if SAMPLER_SPECS[name].conditioning == "sde" else {}
+        x, kept, *nfe = SAMPLERS[name](self._score(), torch.from_numpy(x0), self._sigmas, settings, keep_every,
+                                       self.progress, rng=torch.Generator().manual_seed(seed), **extra)
+        self.last_nfe = int(nfe[0]) if nfe else None
         return x.numpy(), None if kept is None else kept.numpy()
+
+    def likelihood(self, points, settings, seed):
+        from torch_dsm.sde_lib import get_sde, likelihood, time_score
+
+        torch.set_num_threads(choose_threads(len(points), self.threads))
+        sde = get_sde(self.sde)
+        probe = torch.from_numpy(rademacher_probe(len(points), seed)) if settings.hutchinson else None
+        log_p, _, nfe = likelihood(sde, time_score(self.model, sde), torch.from_numpy(np.asarray(points, np.float32)),
+                                   settings.solver, settings.num_steps, settings.rtol, settings.atol,
+                                   settings.eps if settings.eps is not None else self.sde["eps"], probe=probe)
+        return log_p.numpy().astype(np.float64), nfe
 
     def score_at(self, sigma):
         @torch.inference_mode()
@@ -107,7 +126,9 @@ class TorchBackend:
         return fn
 
     def per_level_loss(self, points, noise):
-        return per_level_loss(self.model, torch.from_numpy(points), self._sigmas, noise=torch.from_numpy(noise)).numpy()
+        alphas = None if self.sde is None else torch.as_tensor(sde_levels(self.sde, len(self.sigmas))[1], dtype=torch.float32)
+        return per_level_loss(self.model, torch.from_numpy(points), self._sigmas, noise=torch.from_numpy(noise),
+                              alphas=alphas).numpy()
 
     def save_weights(self, path, config):
         save_weights(path, self.model, config)
@@ -227,7 +248,8 @@ class DSMLightningCLI(LightningCLI):
             "train_seconds": time.perf_counter() - self._fit_start,
             "seed": self.config.fit.get("seed_everything"),
         }
-        backend = TorchBackend(module.model, module.sigmas.cpu().numpy(), progress=not self.quiet, threads=self._threads)
+        backend = TorchBackend(module.model, module.sigmas.cpu().numpy(), progress=not self.quiet, threads=self._threads,
+                               sde=module.methods.sde())
         metrics = finish_run(run_dir, backend, module.methods.sampler_name,
                              module.settings_record(), dict(dm.hparams), dm.data, module.sampler, info, module.loss_history)
         if not self.quiet:
@@ -374,7 +396,7 @@ def _make_cli(args=None) -> DSMLightningCLI:
 def load_backend(path: str) -> tuple[TorchBackend, dict]:
     """A weight file (either framework's) as a ``TorchBackend`` and its stored settings."""
     model, stored = load_weights(path)
-    return TorchBackend(model, stored_sigmas(stored)), stored
+    return TorchBackend(model, stored_sigmas(stored), sde=stored_sde(stored, path)), stored
 
 
 def sample_main(argv: list[str]) -> dict:

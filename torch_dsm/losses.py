@@ -1,4 +1,4 @@
-"""Denoising score matching losses (Vincent 2011; docs/method.md §1, §3 and §6).
+"""Denoising score matching losses (Vincent 2011; docs/method.md §1, §3, §6 and §7).
 
 Mirror: ``jax_dsm/losses.py``. Noise is drawn per point and per coordinate, or passed in, so the
 two frameworks can be fed the same numpy draws.
@@ -6,6 +6,7 @@ two frameworks can be fed the same numpy draws.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -13,8 +14,8 @@ import torch
 from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
-__all__ = ["dsm_loss", "ncsn_loss", "edm_loss", "per_level_loss", "OBJECTIVES", "dsm_objective", "ncsn_objective",
-           "edm_objective"]
+__all__ = ["dsm_loss", "ncsn_loss", "edm_loss", "sde_loss", "per_level_loss", "OBJECTIVES", "dsm_objective",
+           "ncsn_objective", "edm_objective", "sde_objective"]
 
 
 def _reduce(per_point: torch.Tensor, reduction: str, mask: torch.Tensor | None) -> torch.Tensor:
@@ -149,6 +150,59 @@ def edm_loss(
     return _reduce(per_point, reduction, mask)
 
 
+def sde_loss(
+    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    sde,
+    eps: float,
+    weighting: str = "sigma2",
+    reduction: str = "mean",
+    mask: torch.Tensor | None = None,
+    stratified: bool = False,
+    *,
+    t: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    rng: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Continuous-time DSM loss of a score SDE (arXiv 2011.13456, eq. 7; the reference's
+    ``get_sde_loss_fn``): ``λ(t) ‖s_θ(x_t, t) + z/σ(t)‖²`` with x_t = α(t) x + σ(t) z and
+    t ~ U(eps, T), one t per point, in the form ``w(t) ‖σ(t) s_θ(x_t, t) + z‖²`` with w = 1 for
+    λ = σ² (``sigma2``) and w = g(t)²/σ(t)² for λ = g² (``likelihood``; arXiv 2101.09258).
+
+    Args:
+        score_fn: s(x, t), ((B, d), (B,)) → (B, d) (``sde_lib.time_score`` of the network).
+        x: clean batch (B, d) float32.
+        sde: the forward SDE (``torch_dsm.sde_lib``). eps: t_ε.
+        weighting: ``sigma2`` or ``likelihood``.
+        reduction: ``"mean"`` (default) or ``"sum"`` over the batch.
+        mask: (B,) bool, True for real points (padded batches).
+        stratified: t_i = eps + (T − eps)(i + u_i)/B (one stratum a point) instead of independent t.
+        t: (B,) times; noise: (B, d) standard normal z.
+        rng: torch Generator for the draws not passed in (the uniforms u first).
+
+    Returns:
+        Scalar tensor.
+
+    Raises:
+        ValueError: a random input missing and no ``rng``; an unknown ``reduction`` or ``weighting``.
+    """
+    require_randomness("sde_loss", rng, t, noise)
+    if weighting not in ("sigma2", "likelihood"):
+        raise ValueError(f"weighting must be 'sigma2' or 'likelihood', got {weighting!r}")
+    n = x.shape[0]
+    if t is None:
+        u = torch.rand((n,), generator=rng, dtype=x.dtype, device=x.device)
+        if stratified:
+            u = (torch.arange(n, dtype=x.dtype, device=x.device) + u) / n
+        t = eps + (sde.T - eps) * u
+    z = torch.randn(x.shape, generator=rng, dtype=x.dtype, device=x.device) if noise is None else noise
+    mean, std = sde.marginal_prob(x, t)  # (B, d), (B,)
+    per_point = ((std[:, None] * score_fn(mean + std[:, None] * z, t) + z) ** 2).sum(dim=-1)  # (B,)
+    if weighting == "likelihood":
+        per_point = per_point * (sde.sde(torch.zeros_like(x), t)[1] / std) ** 2
+    return _reduce(per_point, reduction, mask)
+
+
 @torch.no_grad()
 def per_level_loss(
     score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -156,16 +210,19 @@ def per_level_loss(
     sigmas: torch.Tensor,
     *,
     noise: torch.Tensor,
+    alphas: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean of ``‖σ s_θ(x + σ z, σ) + z‖²`` over all of ``x`` at each level; returns (L,).
+    """Mean of ``‖σ s_θ(α x + σ z, σ) + z‖²`` over all of ``x`` at each level; returns (L,).
 
     Args:
         x: (N, d) points. sigmas: (L,). noise: (L, N, d) standard normal draws.
+        alphas: (L,) mean coefficients α of the levels (score SDEs: x_t = α(t) x + σ(t) z); None: 1.
     """
     out = []
     for i in range(sigmas.shape[0]):
         s = sigmas[i].expand(x.shape[0])
-        out.append(((sigmas[i] * score_fn(x + sigmas[i] * noise[i], s) + noise[i]) ** 2).sum(-1).mean())
+        a = 1.0 if alphas is None else alphas[i]
+        out.append(((sigmas[i] * score_fn(a * x + sigmas[i] * noise[i], s) + noise[i]) ** 2).sum(-1).mean())
     return torch.stack(out)
 
 
@@ -201,3 +258,28 @@ def edm_objective(net, x: torch.Tensor, sigmas: torch.Tensor, settings, reductio
     if settings.sigma_data is None:
         raise ValueError("edm_loss needs settings.sigma_data (DSMModule.setup sets it from the data)")
     return edm_loss(net, x, settings.sigma_data, settings.p_mean, settings.p_std, reduction, mask, rng=rng)
+
+
+@functools.lru_cache(maxsize=8)
+def _sde(description: tuple):
+    from torch_dsm.sde_lib import get_sde
+
+    return get_sde(dict(description))
+
+
+@OBJECTIVES("sde")
+def sde_objective(net, x: torch.Tensor, sigmas: torch.Tensor, settings, reduction: str = "mean",
+                  mask: torch.Tensor | None = None, *, rng: torch.Generator | None = None) -> torch.Tensor:
+    """``sde``: :func:`sde_loss` of the SDE ``settings`` (``SDESettings``, resolved from the data)
+    describe, the network ``net(x, σ)`` fed σ(t) (``sde_lib.time_score``).
+
+    Raises:
+        ValueError: VE's ``settings.sigma_max`` not yet resolved (the module sets it at setup).
+    """
+    from torch_dsm.sde_lib import time_score
+
+    if settings.kind == "ve" and settings.sigma_max is None:
+        raise ValueError("sde_loss needs settings.sigma_max (DSMModule.setup sets it from the data)")
+    sde = _sde(tuple(sorted(settings.description().items())))
+    return sde_loss(time_score(net, sde), x, sde, settings.t_eps, settings.weighting, reduction, mask,
+                    settings.stratified, rng=rng)

@@ -26,6 +26,7 @@ from dsm_common.config import (
     EDMSettings,
     NCSNSettings,
     SamplerConfig,
+    SDESettings,
     check_hidden_dims,
     check_sampler_memory,
     resolve_methods,
@@ -61,6 +62,8 @@ class DSMModule(L.LightningModule):
         dsm: settings of ``dsm`` (``DSMSettings``: σ, recipe 3).
         ncsn: settings of ``ncsn`` (``NCSNSettings``: L, σ₁ (None: the data's largest pairwise
             distance), σ_L).
+        edm: settings of ``edm`` (``EDMSettings``: σ_data, the log-normal law of σ, the range).
+        sde: settings of ``sde`` (``SDESettings``: the score SDE, its t_ε, the loss's weighting).
         optimizer: ``sgd`` (recipe) or ``adam``.
         lr: learning rate (recipe: 1e-5).
         reduction: ``sum`` (recipe) or ``mean`` of the per-point losses over a batch.
@@ -84,6 +87,7 @@ class DSMModule(L.LightningModule):
         dsm: Optional[DSMSettings] = None,
         ncsn: Optional[NCSNSettings] = None,
         edm: Optional[EDMSettings] = None,
+        sde: Optional[SDESettings] = None,
         optimizer: Literal["sgd", "adam"] = "sgd",
         lr: float = 1e-5,
         reduction: Literal["sum", "mean"] = "sum",
@@ -93,13 +97,13 @@ class DSMModule(L.LightningModule):
     ):
         super().__init__()
         hidden_dims = check_hidden_dims(hidden_dims)
-        self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn, "edm": edm}, sampler, lr, optimizer, reduction,
-                                       lr_schedule, init)
+        self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn, "edm": edm, "sde": sde}, sampler, lr,
+                                       optimizer, reduction, lr_schedule, init)
         check_sampler_memory(self.methods.sampler, hidden_dims)
         self.sampler = self.methods.sampler
         self.save_hyperparameters(ignore=["sampler"])
         # Plain dicts, not dataclasses, in the checkpoint: torch.load(weights_only=True) reads them.
-        self.hparams.update(settings_record({"dsm": dsm, "ncsn": ncsn, "edm": edm}))
+        self.hparams.update(settings_record({"dsm": dsm, "ncsn": ncsn, "edm": edm, "sde": sde}))
         self.model = ScoreMLP(hidden_dims, conditional=self.methods.conditional, initialization=init,
                               **self.methods.network_options())  # σ_data (EDM) from the data at setup
         levels = self.methods.noise_levels()  # σ₁ from the data at setup
@@ -142,6 +146,9 @@ class DSMModule(L.LightningModule):
                 self.hparams["edm"] = {**(self.hparams.get("edm") or {}), "sigma_data": options["sigma_data"]}
                 self.methods = replace(self.methods, settings=replace(self.methods.settings,
                                                                       sigma_data=options["sigma_data"]))
+            if self.methods.spec.resolve:  # score SDEs: VE's σ_max from the data, t_ε filled in
+                self.methods = self.methods.resolved(dm.data.points)
+                self.hparams[self.methods.objective] = settings_record({"s": self.methods.settings})["s"]
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(x, sigma)

@@ -19,7 +19,7 @@ from dsm_common.registry import Registry
 from dsm_common.validation import require_randomness
 
 __all__ = ["langevin", "annealed_langevin", "edm_sampler", "SAMPLERS", "run_langevin", "run_annealed_langevin",
-           "run_heun", "run_euler"]
+           "run_heun", "run_euler", "run_pc", "run_ode"]
 
 _NOISE_FLOATS = 1 << 18  # noise drawn at once when none is passed in: ≤ 1 MiB of float32
 
@@ -137,7 +137,8 @@ def annealed_langevin(
 
 # ----------------------------------------------------------------------------- the sampler registry
 # torch functions under the names of dsm_common.registry.SAMPLERS: (score_fn(x, σ (n,)), x0 (n, d),
-# sigmas (L,), settings, keep_every, progress, *, rng) → (final, kept). Mirror: jax_dsm/sampling.py.
+# sigmas (L,), settings, keep_every, progress, *, rng) → (final, kept); the score-SDE samplers also
+# take sde= (the model's SDE) and may add the NFE as a third value. Mirror: jax_dsm/sampling.py.
 SAMPLERS: Registry[Callable] = Registry("torch sampler", "model.sampler.name")
 
 
@@ -240,3 +241,37 @@ def run_euler(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_e
               progress: bool = False, *, rng: torch.Generator | None = None):
     """``euler`` with its settings (``EulerSettings``) over the model's range ``sigmas``: :func:`edm_sampler`."""
     return _run_edm(False, score_fn, x0, sigmas, settings, keep_every, progress, rng)
+
+
+def _sde_start(x0: torch.Tensor, sde, settings, description: dict):
+    """The chains' start at T = 1, x₀ times the prior's std (VE: σ_max; VP, sub-VP: 1), and the end time."""
+    from torch_dsm.sde_lib import VESDE
+
+    scale = sde.sigma_max if isinstance(sde, VESDE) else 1.0
+    return x0 * scale, float(settings.eps if settings.eps is not None else description["eps"])
+
+
+@SAMPLERS("pc")
+def run_pc(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_every: int = 0,
+           progress: bool = False, *, sde: dict | None = None, rng: torch.Generator | None = None):
+    """``pc`` with its settings (``PCSettings``) on the model's SDE ``sde`` (``SDESettings.description``):
+    ``sde_lib.pc_sampler`` from x₀ times the prior's std, the network fed σ(t)."""
+    from torch_dsm.sde_lib import get_sde, pc_sampler, time_score
+
+    forward = get_sde(sde, settings.num_steps)
+    start, eps = _sde_start(x0, forward, settings, sde)
+    return pc_sampler(forward, time_score(score_fn, forward), start, settings.predictor, settings.corrector, settings.snr,
+                      settings.n_corrector, eps, settings.denoise, settings.alpha_rule, keep_every, rng=rng)
+
+
+@SAMPLERS("ode")
+def run_ode(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_every: int = 0,
+            progress: bool = False, *, sde: dict | None = None, rng: torch.Generator | None = None):
+    """``ode`` with its settings (``ODESettings``) on the model's SDE ``sde``: ``sde_lib.ode_sampler``
+    from x₀ times the prior's std; returns ``(final, kept, nfe)`` (an adaptive solver's NFE as it ran)."""
+    from torch_dsm.sde_lib import get_sde, ode_sampler, time_score
+
+    forward = get_sde(sde)
+    start, eps = _sde_start(x0, forward, settings, sde)
+    return ode_sampler(forward, time_score(score_fn, forward), start, settings.solver, settings.num_steps, settings.rtol,
+                       settings.atol, eps, settings.denoise, keep_every)

@@ -230,8 +230,9 @@ CORRECTORS = {"langevin": langevin_corrector, "none": None}
 @torch.inference_mode()
 def pc_sampler(sde: SDE, score_fn, x0: torch.Tensor, predictor: str = "reverse_diffusion", corrector: str = "langevin",
                snr: float = 0.16, n_corrector: int = 1, eps: float = 1e-3, denoise: bool = True,
-               alpha_rule: str = "reference", *, noise: tuple[torch.Tensor, torch.Tensor] | None = None,
-               rng: torch.Generator | None = None) -> torch.Tensor:
+               alpha_rule: str = "reference", keep_every: int = 0, *,
+               noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+               rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Predictor–corrector sampling (arXiv 2011.13456, Algorithm 1) from prior draws ``x0`` (n, d)
     over N times from T to ``eps``: at each, the corrector's ``n_corrector`` steps, then the
     predictor's; the last step's mean x̄ is returned with ``denoise`` (the noise-free last step).
@@ -241,11 +242,13 @@ def pc_sampler(sde: SDE, score_fn, x0: torch.Tensor, predictor: str = "reverse_d
         x0: (n, d) draws of the prior (``sde.prior_sampling``).
         predictor, corrector: names in ``PREDICTORS``, ``CORRECTORS`` (``none``: skip it).
         snr: the corrector's signal-to-noise ratio. alpha_rule: ``langevin_corrector``'s.
+        keep_every: keep the state after every k-th step (0: none).
         noise: ``(predictor z (N, n, d), corrector z (N, n_corrector, n, d))``.
         rng: torch Generator for the noise when ``noise`` is None.
 
     Returns:
-        (n, d) samples. Network evaluations: N (1 + n_corrector) with both, N with one.
+        ``(x, kept)``: (n, d) samples and (N // k, n, d) kept states or None. Network
+        evaluations: N (1 + n_corrector) with both, N or N n_corrector with one.
 
     Raises:
         ValueError: an unknown name; no ``noise`` and no ``rng``.
@@ -257,7 +260,7 @@ def pc_sampler(sde: SDE, score_fn, x0: torch.Tensor, predictor: str = "reverse_d
         raise ValueError("pc_sampler needs noise or rng")
     n, d = x0.shape
     times = torch.linspace(sde.T, eps, sde.N, dtype=x0.dtype, device=x0.device)
-    x, x_mean = x0, x0
+    x, x_mean, kept = x0, x0, []
     for k in range(sde.N):
         t = times[k].expand(n)
         if CORRECTORS[corrector] is not None:
@@ -266,7 +269,9 @@ def pc_sampler(sde: SDE, score_fn, x0: torch.Tensor, predictor: str = "reverse_d
         if PREDICTORS[predictor] is not None:
             z = noise[0][k] if noise is not None else torch.randn((n, d), generator=rng, dtype=x0.dtype)
             x, x_mean = PREDICTORS[predictor](sde, score_fn, x, t, z)
-    return x_mean if denoise else x
+        if keep_every and (k + 1) % keep_every == 0:
+            kept.append(x_mean if denoise and k == sde.N - 1 else x)
+    return x_mean if denoise else x, (torch.stack(kept) if kept else None)
 
 
 # ----------------------------------------------------------------------------- the probability-flow ODE
@@ -310,37 +315,44 @@ def _check_solver(solver: str, n_steps: int) -> None:
 
 
 def _solve(func, y0: tuple[torch.Tensor, ...], t0: float, t1: float, solver: str, n_steps: int, rtol: float,
-           atol: float) -> tuple[tuple[torch.Tensor, ...], int]:
+           atol: float, keep_every: int = 0) -> tuple[tuple[torch.Tensor, ...], list | None, int]:
     """Integrate dy/dt = func(t (scalar tensor), y) (a tuple of tensors) from t0 to t1; returns
-    ``(y(t1), evaluations of func)``."""
+    ``(y(t1), kept, evaluations of func)``, ``kept`` the states at every ``keep_every``-th time of
+    the uniform grid of ``n_steps`` steps (None for 0)."""
     calls = [0]
 
     def counted(t, y):
         calls[0] += 1
         return func(t, y)
 
+    grid = torch.linspace(t0, t1, n_steps + 1, dtype=y0[0].dtype)
+    n_kept = n_steps // keep_every if keep_every else 0
     if solver == "dopri5":
         from torchdiffeq import odeint
 
-        ts = torch.tensor([t0, t1], dtype=y0[0].dtype)
+        ends = grid[-1:] if n_steps % max(keep_every, 1) or not n_kept else grid[:0]  # t1, unless the last kept time
+        ts = torch.cat([grid[:1], grid[keep_every::keep_every][:n_kept] if n_kept else grid[:0], ends])
         # step_t: the last step ends at t1 (as diffrax's do); left free, torchdiffeq steps past t1 and
         # interpolates, evaluating the score at t < 0 where the VP marginals are undefined.
-        ys = odeint(counted, y0, ts, rtol=rtol, atol=atol, method="dopri5", options={"step_t": ts[1:]})
-        return tuple(y[-1] for y in ys), calls[0]
-    ts = torch.linspace(t0, t1, n_steps + 1, dtype=y0[0].dtype)
-    y = y0
+        ys = odeint(counted, y0, ts, rtol=rtol, atol=atol, method="dopri5", options={"step_t": ts[-1:]})
+        kept = [tuple(y[j] for y in ys) for j in range(1, n_kept + 1)] if n_kept else None
+        return tuple(y[-1] for y in ys), kept, calls[0]
+    y, kept = y0, []
     for i in range(n_steps):  # Heun's method: the trapezoid of the slopes at both ends of an Euler step
-        h = ts[i + 1] - ts[i]
-        d1 = counted(ts[i], y)
+        h = grid[i + 1] - grid[i]
+        d1 = counted(grid[i], y)
         y_euler = tuple(a + h * b for a, b in zip(y, d1))
-        d2 = counted(ts[i + 1], y_euler)
+        d2 = counted(grid[i + 1], y_euler)
         y = tuple(a + 0.5 * h * (b + c) for a, b, c in zip(y, d1, d2))
-    return y, calls[0]
+        if keep_every and (i + 1) % keep_every == 0:
+            kept.append(y)
+    return y, (kept if n_kept else None), calls[0]
 
 
 @torch.inference_mode()
 def ode_sampler(sde: SDE, score_fn, x0: torch.Tensor, solver: str = "dopri5", n_steps: int = 100, rtol: float = 1e-5,
-                atol: float = 1e-5, eps: float = 1e-3, denoise: bool = False) -> tuple[torch.Tensor, int]:
+                atol: float = 1e-5, eps: float = 1e-3, denoise: bool = False,
+                keep_every: int = 0) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """Samples by solving the probability-flow ODE from prior draws ``x0`` (n, d) at T to ``eps``
     (arXiv 2011.13456, §4.3; the reference's ``get_ode_sampler``), all chains as one system.
 
@@ -351,9 +363,12 @@ def ode_sampler(sde: SDE, score_fn, x0: torch.Tensor, solver: str = "dopri5", n_
             uniform steps in t, 2 evaluations each).
         eps: the end time ε > 0.
         denoise: finish with one noise-free reverse-diffusion step at ε (Tweedie's formula for VE).
+        keep_every: keep the states at every k-th time of the uniform grid of ``n_steps`` steps
+            (both solvers: ``dopri5`` interpolates there); 0: none.
 
     Returns:
-        ``(x (n, d), nfe)``: the samples and the score evaluations per chain.
+        ``(x (n, d), kept (n_steps // k, n, d) or None, nfe)``: the samples, the kept states and
+        the score evaluations per chain.
 
     Raises:
         ValueError: an unknown solver, or ``heun`` with ``n_steps`` < 1.
@@ -365,11 +380,11 @@ def ode_sampler(sde: SDE, score_fn, x0: torch.Tensor, solver: str = "dopri5", n_
     def func(t, y):
         return (flow.sde(y[0], t.expand(n))[0],)
 
-    (x,), nfe = _solve(func, (x0,), sde.T, eps, solver, n_steps, rtol, atol)
+    (x,), kept, nfe = _solve(func, (x0,), sde.T, eps, solver, n_steps, rtol, atol, keep_every)
     if denoise:
         _, x = reverse_diffusion_predictor(sde, score_fn, x, torch.full((n,), eps, dtype=x.dtype), torch.zeros_like(x))
         nfe += 1
-    return x, nfe
+    return x, (torch.stack([k[0] for k in kept]) if kept else None), nfe
 
 
 def likelihood(sde: SDE, score_fn, x: torch.Tensor, solver: str = "dopri5", n_steps: int = 100, rtol: float = 1e-5,
@@ -417,6 +432,6 @@ def likelihood(sde: SDE, score_fn, x: torch.Tensor, solver: str = "dopri5", n_st
         return f, div
 
     with torch.no_grad():
-        (z, delta), nfe = _solve(func, (x, torch.zeros(n, dtype=x.dtype)), eps, sde.T, solver, n_steps, rtol, atol)
+        (z, delta), _, nfe = _solve(func, (x, torch.zeros(n, dtype=x.dtype)), eps, sde.T, solver, n_steps, rtol, atol)
         log_p = (prior_logp or sde.prior_logp)(z) + delta
     return log_p, z, nfe
