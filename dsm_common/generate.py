@@ -146,7 +146,7 @@ def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
         final, kept = backend.sample(name, chains, settings, keep, cfg.seed + 6)
         times = spec.step_times(settings, sde)
         reverse = [("t = 1 (the prior)", np.asarray(chains) * _prior_scale(sde))]
-        reverse += [(f"t = {times[(i + 1) * keep - 1]:.3g}", np.asarray(k)) for i, k in enumerate(kept or [])]
+        reverse += [(f"t = {times[(i + 1) * keep - 1]:.3g}", np.asarray(k)) for i, k in enumerate([] if kept is None else kept)]
         reverse[-1] = (reverse[-1][0] + " (final)", np.asarray(final))
     frames = labels = None
     if cfg.animation_frames:

@@ -53,7 +53,7 @@ def test_sampler_config_names_the_bad_field(section, field, value):
 
 
 def test_sampler_config_unknown_sampler_is_one_line():
-    names = "langevin, annealed_langevin, heun, euler"
+    names = "langevin, annealed_langevin, heun, euler, pc, ode"
     with pytest.raises(DSMInputError, match=rf"^model.sampler.name must be one of {names}, got 'ddim'$"):
         SamplerConfig(name="ddim").validate()
 
@@ -86,7 +86,7 @@ def test_model_options(kw, fragment):
      ("ncsn", {"ncsn": {"num_scales": 0}}, "model.ncsn.num_scales must be a positive integer, got 0"),
      ("ncsn", {"ncsn": {"num_scales": 1}}, "model.ncsn.num_scales must be at least 2, got 1 (one level: objective dsm)"),
      ("ncsn", {"ncsn": {"sigma_min": -1.0}}, "model.ncsn.sigma_min must be a positive number, got -1.0"),
-     ("sde", {}, "model.objective must be one of dsm, ncsn, edm, got 'sde'")],
+     ("ddpm", {}, "model.objective must be one of dsm, ncsn, edm, sde, got 'ddpm'")],
 )
 def test_objective_settings_are_checked_by_name(objective, sections, fragment):
     from dsm_common.config import resolve_methods
