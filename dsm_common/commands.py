@@ -230,6 +230,10 @@ def summary_line(m: dict[str, Any]) -> str:
         elif isinstance(v, list):
             v = "[" + ", ".join(f"{a:.3f}" for a in v) + "]"
         parts.append(f"{k}={v}")
+    nll = m.get("nll") or {}
+    if nll.get("model") is not None:  # score-SDE runs: the ODE's NLL, nats a point, beside its references
+        refs = ", ".join(f"{k} {nll[k]:.4g}" for k in ("exact", "kde") if nll.get(k) is not None)
+        parts.append(f"nll={nll['model']:.4g} ({refs})")
     return "  ".join(parts)
 
 
