@@ -41,6 +41,8 @@ __all__ = [
     "PCSettings",
     "ODESettings",
     "sde_levels",
+    "sde_prior_std",
+    "sde_end_time",
     "data_sigma",
     "LangevinSettings",
     "AnnealedLangevinSettings",
@@ -263,6 +265,17 @@ def sde_levels(description: dict, n: int = SDE_LEVELS) -> tuple[np.ndarray, np.n
     alpha, std = marginal_coefficients(d["kind"], t, d["sigma_min"], d["sigma_max"] or 2 * d["sigma_min"],
                                        d["beta_min"], d["beta_max"])
     return std, alpha
+
+
+def sde_prior_std(description: dict) -> float:
+    """The standard deviation of a score SDE's prior at T = 1 (VE: σ_max; VP, sub-VP: 1): the
+    score-SDE samplers start at x₀ times it."""
+    return float(description["sigma_max"]) if description["kind"] == "ve" else 1.0
+
+
+def sde_end_time(settings, description: dict) -> float:
+    """Where a score-SDE sampler or likelihood stops or starts: its settings' ``eps``, else the model's t_ε."""
+    return float(settings.eps if settings.eps is not None else description["eps"])
 
 
 OBJECTIVES.register("sde", ObjectiveSpec(SDESettings, "sde", "pc",

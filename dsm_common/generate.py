@@ -12,7 +12,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from dsm_common.config import SamplerConfig, check_sampler_fits
+from dsm_common.config import SamplerConfig, check_sampler_fits, sde_prior_std
 from dsm_common.registry import SAMPLERS
 
 __all__ = ["Backend", "Generated", "run_samplers"]
@@ -145,7 +145,7 @@ def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
         keep = max(1, settings.num_steps // 4)
         final, kept = backend.sample(name, chains, settings, keep, cfg.seed + 6)
         times = spec.step_times(settings, sde)
-        reverse = [("t = 1 (the prior)", np.asarray(chains) * _prior_scale(sde))]
+        reverse = [("t = 1 (the prior)", np.asarray(chains) * sde_prior_std(sde))]
         reverse += [(f"t = {times[(i + 1) * keep - 1]:.3g}", np.asarray(k)) for i, k in enumerate([] if kept is None else kept)]
         reverse[-1] = (reverse[-1][0] + " (final)", np.asarray(final))
     frames = labels = None
@@ -178,7 +178,3 @@ def run_samplers(cfg: SamplerConfig, name: str, backend: Backend) -> Generated:
 
 REVERSE_CHAINS = 2000  # chains shown in reverse_process.png
 
-
-def _prior_scale(sde: dict) -> float:
-    """The prior's standard deviation: σ_max for VE, 1 for VP and sub-VP (the samplers' start is x₀ times it)."""
-    return float(sde["sigma_max"]) if sde["kind"] == "ve" else 1.0

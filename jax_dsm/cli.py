@@ -33,7 +33,7 @@ from dsm_common.commands import (
     stored_sigmas,
     summary_line,
 )
-from dsm_common.config import sde_levels
+from dsm_common.config import sde_end_time, sde_levels
 from dsm_common.files import run_phase, write_text_atomic
 from dsm_common.finish import finish_run, rademacher_probe
 from dsm_common.registry import SAMPLERS as SAMPLER_SPECS
@@ -91,7 +91,7 @@ class JaxBackend:
         probe = jnp.asarray(rademacher_probe(len(points), seed)) if settings.hutchinson else None
         log_p, _, nfe = likelihood(sde, time_score(self._score(), sde), jnp.asarray(np.asarray(points, np.float32)),
                                    settings.solver, settings.num_steps, settings.rtol, settings.atol,
-                                   settings.eps if settings.eps is not None else self.sde["eps"], probe=probe)
+                                   sde_end_time(settings, self.sde), probe=probe)
         return np.asarray(log_p, np.float64), nfe
 
     def score_at(self, sigma):

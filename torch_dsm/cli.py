@@ -38,7 +38,7 @@ from dsm_common.commands import (
     stored_sigmas,
     summary_line,
 )
-from dsm_common.config import sde_levels
+from dsm_common.config import sde_end_time, sde_levels
 from dsm_common.files import run_phase, write_text_atomic
 from dsm_common.finish import finish_run, rademacher_probe
 from dsm_common.logs import LOG_DIR
@@ -114,7 +114,7 @@ class TorchBackend:
         probe = torch.from_numpy(rademacher_probe(len(points), seed)) if settings.hutchinson else None
         log_p, _, nfe = likelihood(sde, time_score(self.model, sde), torch.from_numpy(np.asarray(points, np.float32)),
                                    settings.solver, settings.num_steps, settings.rtol, settings.atol,
-                                   settings.eps if settings.eps is not None else self.sde["eps"], probe=probe)
+                                   sde_end_time(settings, self.sde), probe=probe)
         return log_p.numpy().astype(np.float64), nfe
 
     def score_at(self, sigma):

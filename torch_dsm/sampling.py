@@ -243,12 +243,11 @@ def run_euler(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_e
     return _run_edm(False, score_fn, x0, sigmas, settings, keep_every, progress, rng)
 
 
-def _sde_start(x0: torch.Tensor, sde, settings, description: dict):
-    """The chains' start at T = 1, x₀ times the prior's std (VE: σ_max; VP, sub-VP: 1), and the end time."""
-    from torch_dsm.sde_lib import VESDE
+def _sde_start(x0: torch.Tensor, settings, description: dict):
+    """The chains' start at T = 1, x₀ times the prior's std (``sde_prior_std``), and the end time."""
+    from dsm_common.config import sde_end_time, sde_prior_std
 
-    scale = sde.sigma_max if isinstance(sde, VESDE) else 1.0
-    return x0 * scale, float(settings.eps if settings.eps is not None else description["eps"])
+    return x0 * sde_prior_std(description), sde_end_time(settings, description)
 
 
 @SAMPLERS("pc")
@@ -259,7 +258,7 @@ def run_pc(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_ever
     from torch_dsm.sde_lib import get_sde, pc_sampler, time_score
 
     forward = get_sde(sde, settings.num_steps)
-    start, eps = _sde_start(x0, forward, settings, sde)
+    start, eps = _sde_start(x0, settings, sde)
     return pc_sampler(forward, time_score(score_fn, forward), start, settings.predictor, settings.corrector, settings.snr,
                       settings.n_corrector, eps, settings.denoise, settings.alpha_rule, keep_every, rng=rng)
 
@@ -272,6 +271,6 @@ def run_ode(score_fn, x0: torch.Tensor, sigmas: torch.Tensor, settings, keep_eve
     from torch_dsm.sde_lib import get_sde, ode_sampler, time_score
 
     forward = get_sde(sde)
-    start, eps = _sde_start(x0, forward, settings, sde)
+    start, eps = _sde_start(x0, settings, sde)
     return ode_sampler(forward, time_score(score_fn, forward), start, settings.solver, settings.num_steps, settings.rtol,
                        settings.atol, eps, settings.denoise, keep_every)
