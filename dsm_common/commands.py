@@ -124,10 +124,12 @@ def check_run_dir(run_dir: str | Path, framework: str, overwrite: bool = False, 
     return run_dir
 
 
-def check_resume(path: Path, found: list[int], done: int, expected: list[int], max_epochs: int) -> None:
+def check_resume(path: Path, found: list[int], done: int, expected: list[int], max_epochs: int,
+                 ema_found: float | None = None, ema_expected: float | None = None) -> None:
     """What both command lines check of a checkpoint before resuming from it, in the same words:
     its network's layer widths ``found`` against the model's ``expected`` (``[in, h1, …, out]``),
-    and the epochs it has trained (``done``) against ``trainer.max_epochs``.
+    the epochs it has trained (``done``) against ``trainer.max_epochs``, and the weight average it
+    kept (``ema_found``: its ``model.ema_decay``, None for none) against the model's.
 
     Raises:
         DSMInputError: naming the checkpoint ``path``, and the widths or epochs found and expected.
@@ -138,6 +140,10 @@ def check_resume(path: Path, found: list[int], done: int, expected: list[int], m
     if done > max_epochs:
         raise DSMInputError(f"{path}: the checkpoint has trained {done} epochs, more than trainer.max_epochs={max_epochs}; "
                             f"resume with trainer.max_epochs of at least {done}")
+    if ema_found != ema_expected:
+        raise DSMInputError(f"{path}: the checkpoint was trained with model.ema_decay={ema_found}, the model has "
+                            f"model.ema_decay={ema_expected}; resume with the settings it was trained with "
+                            "(its run's config.yaml)")
 
 
 def check_sample_dir(out: Path, overwrite: bool = False) -> Path:

@@ -284,13 +284,16 @@ OBJECTIVES.register("sde", ObjectiveSpec(SDESettings, "sde", "pc",
                                          sde=lambda s, points: s.description(points)))
 
 
-def check_model_options(lr: float, optimizer: str, reduction: str) -> None:
+def check_model_options(lr: float, optimizer: str, reduction: str, ema_decay: float | None = None) -> None:
     """Validate the model options both frameworks share; raise DSMInputError naming the bad one."""
     check_positive("model.lr", lr)
     if optimizer not in ("sgd", "adam"):
         raise DSMInputError(f"model.optimizer must be sgd or adam, got {optimizer!r}")
     if reduction not in ("sum", "mean"):
         raise DSMInputError(f"model.reduction must be sum or mean, got {reduction!r}")
+    number = isinstance(ema_decay, (int, float)) and not isinstance(ema_decay, bool)
+    if ema_decay is not None and not (number and 0.0 <= ema_decay < 1.0):
+        raise DSMInputError(f"model.ema_decay must be in [0, 1) (or null: no average), got {ema_decay!r}")
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -774,13 +777,15 @@ def check_sampler_memory(sampler: SamplerConfig, hidden_dims: list[int], memory:
 
 
 def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerConfig | None, lr: float,
-                    optimizer: str, reduction: str, lr_schedule: str, init: str) -> MethodChoice:
+                    optimizer: str, reduction: str, lr_schedule: str, init: str,
+                    ema_decay: float | None = None) -> MethodChoice:
     """Check a ``DSMModule``'s arguments (the same on both sides) and resolve its methods.
 
     Args:
         objective: ``model.objective``. sections: the objectives' settings sections by name
             (``{"dsm": DSMSettings | dict | None, "ncsn": …}``); a missing one takes its defaults.
-        sampler: ``model.sampler`` (None: defaults). The rest: the shared optimiser options.
+        sampler: ``model.sampler`` (None: defaults). The rest: the shared optimiser options and
+            ``model.ema_decay`` (None, or a decay in [0, 1)).
 
     Raises:
         DSMInputError: an unknown name, a bad value, or a sampler that needs a network conditioned
@@ -789,7 +794,7 @@ def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerCo
     from dsm_common.init import INIT_LAWS
     from dsm_common.validation import check_choice
 
-    check_model_options(lr, optimizer, reduction)
+    check_model_options(lr, optimizer, reduction, ema_decay)
     check_choice("model.lr_schedule", lr_schedule, ("constant", "cosine"))
     check_choice("model.init", init, INIT_LAWS)
     spec = OBJECTIVES[objective]

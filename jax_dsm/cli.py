@@ -187,12 +187,13 @@ def check_checkpoint(path: Path, module: DSMModule, max_epochs: int) -> None:
         done = int(payload.get("epoch", 0))
         kernels = [np.shape(params[f"dense_{i}"]["kernel"]) for i in range(len(params))]
         found = [int(kernels[0][0])] + [int(k[1]) for k in kernels]
+        ema = payload.get("ema_decay")
     except Exception as err:  # msgpack raises many types for a file that is not a checkpoint
         reason = str(err).splitlines()[0] if str(err).strip() else ""
         raise DSMInputError(f"{path}: not a checkpoint of this project's model ({type(err).__name__}"
                             f"{': ' + reason if reason else ''})") from None
     expected = [module.model.dim + int(module.model.conditional), *module.model.hidden_dims, module.model.dim]
-    check_resume(path, found, done, expected, max_epochs)
+    check_resume(path, found, done, expected, max_epochs, ema, module.hparams["ema_decay"])
 
 
 def load_backend(path: str) -> tuple[JaxBackend, dict]:

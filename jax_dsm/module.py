@@ -32,7 +32,14 @@ from dsm_common.datasets import Dataset2D
 from jax_dsm.losses import OBJECTIVES
 from jax_dsm.models import ScoreMLP
 
-__all__ = ["DSMModule"]
+__all__ = ["DSMModule", "EMATrainState"]
+
+
+class EMATrainState(TrainState):
+    """Flax's ``TrainState`` with ``ema_params``, the moving average of ``params``
+    (``DSMModule.update_ema``); the twin of the torch side's ``StepEMA`` callback."""
+
+    ema_params: Any = None
 
 
 class DSMModule:
@@ -57,9 +64,15 @@ class DSMModule:
             default), ``flax`` (truncated LeCun-normal kernels, zero biases: Flax's ``nn.Dense``
             default, the notebook's start) or ``torch`` (Kaiming-uniform kernels with a = √5 and
             uniform biases: ``nn.Linear``'s default). The same name gives the same law on both sides.
+        ema_decay: None (no average), or the decay d of an exponential moving average of the weights
+            (``update_ema``: ``optax.incremental_update``, no warm-up): the average starts as the
+            weights after the first update and follows ``ema ← d·ema + (1 − d)·θ`` after every
+            update; sampling, the likelihood and the weight file use it (Lightning's
+            ``EMAWeightAveraging`` on the torch side, the same convention).
 
     Raises:
-        DSMInputError: a non-positive σ, learning rate or L, or an unknown option.
+        DSMInputError: a non-positive σ, learning rate or L, a decay outside [0, 1), or an unknown
+            option.
     """
 
     def __init__(
@@ -76,13 +89,15 @@ class DSMModule:
         sampler: Optional[SamplerConfig] = None,
         lr_schedule: Literal["constant", "cosine"] = "constant",
         init: Literal["native", "flax", "torch"] = "native",
+        ema_decay: Optional[float] = None,
     ):
         hidden_dims = check_hidden_dims(hidden_dims)
         self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn, "edm": edm, "sde": sde}, sampler, lr,
-                                       optimizer, reduction, lr_schedule, init)
+                                       optimizer, reduction, lr_schedule, init, ema_decay)
         check_sampler_memory(self.methods.sampler, hidden_dims)
         self.hparams = dict(hidden_dims=list(hidden_dims), objective=objective, dsm=dsm, ncsn=ncsn, edm=edm, sde=sde,
-                            optimizer=optimizer, lr=lr, reduction=reduction, lr_schedule=lr_schedule, init=init)
+                            optimizer=optimizer, lr=lr, reduction=reduction, lr_schedule=lr_schedule, init=init,
+                            ema_decay=ema_decay)
         self.sampler = self.methods.sampler
         self.model = ScoreMLP(tuple(hidden_dims), conditional=self.methods.conditional, initialization=init,
                               **self.methods.network_options())  # σ_data (EDM) from the data at setup
@@ -142,10 +157,24 @@ class DSMModule:
         if params is None:
             x = jnp.zeros((1, 2), jnp.float32)
             params = self.model.init(key, x, jnp.ones((1,)) if self.conditional else None)["params"]
-        state = TrainState.create(apply_fn=self.model.apply, params=params, tx=self.tx)
+        if self.hparams["ema_decay"] is not None:
+            state = EMATrainState.create(apply_fn=self.model.apply, params=params, tx=self.tx, ema_params=params)
+        else:
+            state = TrainState.create(apply_fn=self.model.apply, params=params, tx=self.tx)
         # step as an int32 array, as the compiled chunk returns it: a Python int would make the
         # second chunk's call signature differ from the first's and compile the loop twice.
         return state.replace(step=jnp.asarray(state.step, jnp.int32))
+
+    def update_ema(self, state: TrainState) -> TrainState:
+        """``state`` after an update, its average taken one step further (``ema_decay`` set; else
+        ``state`` unchanged): after the first update ``ema = θ``, after later ones
+        ``ema ← d·ema + (1 − d)·θ`` (``optax.incremental_update`` with step size 1 − d).
+        Traceable: the trainer calls it inside its compiled loop after every ``apply_gradients``."""
+        decay = self.hparams["ema_decay"]
+        if decay is None:
+            return state
+        step_size = jnp.where(state.step == 1, 1.0, 1.0 - decay)  # the first update copies the weights
+        return state.replace(ema_params=optax.incremental_update(state.params, state.ema_params, step_size))
 
     def loss(self, params, x: jnp.ndarray, key: jax.Array, mask: jnp.ndarray | None, sigmas: jnp.ndarray) -> jnp.ndarray:
         """Training loss of one (padded) batch ``x`` (B, 2); ``mask`` (B,) marks real points."""

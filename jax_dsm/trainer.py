@@ -48,7 +48,7 @@ def make_train_chunk(module: DSMModule, n: int, batch_size: int, shuffle: bool =
         def step(state, batch):
             i, m, k = batch
             loss, grads = jax.value_and_grad(module.loss)(state.params, points[i], k, m, sigmas)
-            return state.apply_gradients(grads=grads), loss
+            return module.update_ema(state.apply_gradients(grads=grads)), loss
 
         state, losses = lax.scan(step, state, (idx, mask, step_keys))
         return state, losses.mean()
@@ -94,6 +94,7 @@ class Trainer:
         self.loss_history: list[float] = []
         self.train_chunk = None  # the compiled loop of the last fit (inspectable in tests)
         self._chunk: int | None = None  # epochs per chunk of the current fit (kept in checkpoints)
+        self._ema_decay: float | None = None  # model.ema_decay of the current fit (kept in checkpoints)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -107,6 +108,7 @@ class Trainer:
             "loss_history": np.asarray(self.loss_history, np.float64),
             "sigmas": np.asarray(sigmas, np.float64),
             "epochs_per_chunk": self._chunk,
+            "ema_decay": self._ema_decay,  # None: no average (what the resume check compares)
         }
         with atomic_path(self.checkpoint_path) as tmp:  # an interrupted write never leaves a broken checkpoint
             tmp.write_bytes(serialization.msgpack_serialize(jax.device_get(payload)))
@@ -130,6 +132,7 @@ class Trainer:
     def fit(self, module: DSMModule, datamodule: DSMDataModule, seed: int = 0, ckpt_path: str | None = None,
             params=None) -> TrainState:
         """Train; return the final ``TrainState``. Resumes from ``ckpt_path`` (``"last"`` or a file).
+        With ``model.ema_decay`` set, the returned state's ``params`` are the weights' average.
 
         Keys: ``PRNGKey(seed)`` splits into the initialisation key and the training key; each
         chunk splits the training key into the next training key and the chunk's key.
@@ -141,6 +144,7 @@ class Trainer:
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
         state = module.init_state(init_key, params)
         self.current_epoch, self.loss_history, self._chunk = 0, [], None
+        self._ema_decay = module.hparams["ema_decay"]
         if ckpt_path is not None:
             state, key, module.sigmas = self._restore(ckpt_path, state)
         remaining = self.max_epochs - self.current_epoch
@@ -173,4 +177,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{losses[-1]:.4g}", steps=self.current_epoch * datamodule.steps_per_epoch,
                                 refresh=False)  # as the torch side's bar (torch_dsm.cli.EpochProgressBar)
                 bar.update(n_epochs)
+        if module.hparams["ema_decay"] is not None:
+            # As Lightning's EMAWeightAveraging at the end of fit: the trained model is the average
+            # (the checkpoint keeps both).
+            state = state.replace(params=state.ema_params)
         return state

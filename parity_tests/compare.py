@@ -167,14 +167,20 @@ def _torch_grads(net: torch.nn.Module) -> dict[str, np.ndarray]:
     return out
 
 
-def _torch_sgd(net: torch.nn.Module, xs, zs, sigma: float, lr: float) -> dict[str, np.ndarray]:
-    """Plain torch.optim.SGD on ``torch_dsm.losses.dsm_loss`` (sum), one step per (x, z)."""
+def _torch_sgd(net: torch.nn.Module, xs, zs, sigma: float, lr: float, ema_decay: float | None = None) -> dict[str, np.ndarray]:
+    """Plain torch.optim.SGD on ``torch_dsm.losses.dsm_loss`` (sum), one step per (x, z): the
+    final weights, or with ``ema_decay`` = d their average written out by hand (the weights after
+    the first step, then ``ema ← d·ema + (1 − d)·θ`` after each later one)."""
     opt = torch.optim.SGD(net.parameters(), lr=lr)
+    ema = None
     for x, z in zip(xs, zs):
         opt.zero_grad()
         tl.dsm_loss(net, x, sigma, noise=z, reduction="sum").backward()
         opt.step()
-    return tw.to_canonical(net)
+        if ema_decay is not None:
+            ema = {k: v.copy() for k, v in tw.to_canonical(net).items()} if ema is None else \
+                {k: ema_decay * ema[k] + (1 - ema_decay) * v for k, v in tw.to_canonical(net).items()}
+    return tw.to_canonical(net) if ema_decay is None else ema
 
 
 # ---------------------------------------------------------------------------- quantities
@@ -304,42 +310,54 @@ class _RecordingJaxModule(jmod.DSMModule):
         return jl.dsm_loss(score, x, self.methods.settings.sigma, noise=z, reduction=self.hparams["reduction"], mask=mask)
 
 
-def jax_training_loop(fx: Fixtures, dev: Device) -> list[Result]:
+def jax_training_loop(fx: Fixtures, dev: Device, ema_decay: float | None = None, lr: float | None = None) -> list[Result]:
     """jax_dsm's compiled training loop (``make_train_chunk``: a scan over epochs of a scan over
     batches, padded-and-masked last batch, TrainState + optax.sgd) for one epoch of 100 steps,
-    against a plain torch SGD loop replaying the same batches and the noise the loop drew."""
-    sigma, lr = float(fx["sigma"]), float(fx["lr"])
+    against a plain torch SGD loop replaying the same batches and the noise the loop drew; with
+    ``ema_decay``, the weights' average (``DSMModule.update_ema``) against the hand-written one;
+    ``lr``: another learning rate than the fixtures'."""
+    sigma, lr = float(fx["sigma"]), float(lr or fx["lr"])
     points = _training_points(fx)
     record: list = []
-    module = _RecordingJaxModule(record, hidden_dims=[256, 256], dsm={"sigma": sigma}, lr=lr, reduction="sum")
+    module = _RecordingJaxModule(record, hidden_dims=[256, 256], dsm={"sigma": sigma}, lr=lr, reduction="sum",
+                                 ema_decay=ema_decay)
     model, v = _jax_net(weight_set(fx, "init"), dev)
     with jax.default_device(dev.jax):
-        state = TrainState.create(apply_fn=module.model.apply, params=v["params"], tx=module.tx)
+        if ema_decay is None:
+            state = TrainState.create(apply_fn=module.model.apply, params=v["params"], tx=module.tx)
+        else:
+            state = jmod.EMATrainState.create(apply_fn=module.model.apply, params=v["params"], tx=module.tx,
+                                              ema_params=v["params"])
         train_chunk = jt.make_train_chunk(module, len(points), 8, shuffle=False)
         state, _ = train_chunk(state, jax.random.PRNGKey(0), _j(points, dev), _j(np.asarray(module.sigmas, np.float32), dev), 1)
         jax.block_until_ready(state)
         jax.effects_barrier()
-    b = jw.to_canonical({"params": state.params})
+    b = jw.to_canonical({"params": state.params if ema_decay is None else state.ema_params})
     if len(record) != 100:
         raise AssertionError(f"the compiled loop reported {len(record)} steps, expected 100")
     xs = [x[m] for x, _, m in record]
     zs = [z[m] for _, z, m in record]
     if not np.array_equal(np.concatenate(xs), points):
         raise AssertionError("the compiled loop did not visit the points in order")
-    a = _torch_sgd(_torch_net(weight_set(fx, "init"), dev), [_t(x, dev) for x in xs], [_t(z, dev) for z in zs], sigma, lr)
-    return [_diff("weights after 100 steps of jax_dsm's compiled training loop (vs plain torch loop)", dev,
+    a = _torch_sgd(_torch_net(weight_set(fx, "init"), dev), [_t(x, dev) for x in xs], [_t(z, dev) for z in zs], sigma, lr,
+                   ema_decay)
+    what = "weights" if ema_decay is None else f"weight average (d = {ema_decay})"
+    return [_diff(f"{what} after 100 steps of jax_dsm's compiled training loop (vs plain torch loop)", dev,
                   *_flat(a, b), BOUND_SGD, "abs")]
 
 
-def lightning_trainer(fx: Fixtures, dev: Device) -> list[Result]:
+def lightning_trainer(fx: Fixtures, dev: Device, ema_decay: float | None = None, batches_per_step: int = 1,
+                      lr: float | None = None) -> list[Result]:
     """Lightning ``Trainer.fit`` of ``torch_dsm.module.DSMModule`` for one epoch of 100 steps
     (sequential batches, noise from the fixtures, fed by patching ``torch_dsm.losses.dsm_loss``)
-    against a plain torch SGD loop on the same batches and noise."""
+    against a plain torch SGD loop on the same batches and noise; with ``ema_decay``, the weights'
+    average (``StepEMA``) against the hand-written one; ``batches_per_step`` > 1: grouped
+    mini-batches (manual optimisation); ``lr``: another learning rate than the fixtures'."""
     import lightning as L
 
     from torch_dsm.data import DSMDataModule
 
-    sigma, lr = float(fx["sigma"]), float(fx["lr"])
+    sigma, lr = float(fx["sigma"]), float(lr or fx["lr"])
     points = _training_points(fx)
     fixture_noise = fx["sgd_z"]
     p0 = weight_set(fx, "init")
@@ -354,8 +372,9 @@ def lightning_trainer(fx: Fixtures, dev: Device) -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "points.npy"
         np.save(path, points)
-        dm = DSMDataModule(dataset=str(path), batch_size=8, standardize=False, shuffle=False)
-        module = tmod.DSMModule(hidden_dims=[256, 256], dsm={"sigma": sigma}, lr=lr, reduction="sum")
+        dm = DSMDataModule(dataset=str(path), batch_size=8, standardize=False, shuffle=False,
+                           batches_per_step=batches_per_step)
+        module = tmod.DSMModule(hidden_dims=[256, 256], dsm={"sigma": sigma}, lr=lr, reduction="sum", ema_decay=ema_decay)
         tw.from_canonical(p0, module.model)
         with quiet_lightning(), mock.patch.object(tl, "dsm_loss", fixed_noise_loss):
             trainer = L.Trainer(max_epochs=1, accelerator=dev.lightning_accelerator, devices=1, logger=False,
@@ -367,8 +386,32 @@ def lightning_trainer(fx: Fixtures, dev: Device) -> list[Result]:
         raise AssertionError(f"the Trainer took {len(seen)} steps or another batch order than the data's")
     xs = [_t(points[i : i + 8], dev) for i in range(0, len(points), 8)]
     zs = [_t(fixture_noise[k, : len(x)], dev) for k, x in enumerate(xs)]
-    b = _torch_sgd(_torch_net(p0, dev), xs, zs, sigma, lr)
-    return [_diff("weights after 100 steps of Lightning Trainer (vs plain torch loop)", dev, *_flat(a, b), BOUND_SGD, "abs")]
+    b = _torch_sgd(_torch_net(p0, dev), xs, zs, sigma, lr, ema_decay)
+    what = "weights" if ema_decay is None else f"weight average (d = {ema_decay}, StepEMA)"
+    grouped = "" if batches_per_step == 1 else f", {batches_per_step} mini-batches a step"
+    return [_diff(f"{what} after 100 steps of Lightning Trainer{grouped} (vs plain torch loop)", dev, *_flat(a, b),
+                  BOUND_SGD, "abs")]
+
+
+EMA_DECAY = 0.9  # short enough a memory that 100 steps move the average well away from the weights
+EMA_LR = 1e-4  # ten times the fixtures' rate: the average then lies about 80 bounds from the weights
+
+
+def ema(fx: Fixtures, dev: Device) -> list[Result]:
+    """The weight average on both sides (jax_dsm's compiled loop; Lightning with one and with ten
+    mini-batches a step) against the convention written out on a plain torch loop. Raises if the
+    average could not be told from the last weights at the bound (a test that would pass with EMA
+    off)."""
+    sigma, lr = float(fx["sigma"]), EMA_LR
+    points = _training_points(fx)
+    xs = [_t(points[i : i + 8], dev) for i in range(0, len(points), 8)]
+    zs = [_t(fx["sgd_z"][k, : len(x)], dev) for k, x in enumerate(xs)]
+    raw, avg = (_flat(*[_torch_sgd(_torch_net(weight_set(fx, "init"), dev), xs, zs, sigma, lr, d)] * 2)[0]
+                for d in (None, EMA_DECAY))
+    if np.max(np.abs(raw - avg)) < 10 * BOUND_SGD:
+        raise AssertionError(f"the average is within {np.max(np.abs(raw - avg)):.2g} of the weights: not a test of it")
+    return [*jax_training_loop(fx, dev, EMA_DECAY, lr), *lightning_trainer(fx, dev, EMA_DECAY, lr=lr),
+            *lightning_trainer(fx, dev, EMA_DECAY, batches_per_step=10, lr=lr)]
 
 
 class quiet_lightning:
@@ -651,6 +694,7 @@ COMPARISONS: dict[str, Callable[[Fixtures, Device], list[Result]]] = {
     "sgd_100": partial(sgd_steps, n_steps=100),
     "jax_training_loop": jax_training_loop,
     "lightning_trainer": lightning_trainer,
+    "ema": ema,
     "langevin": langevin,
     "annealed_langevin": annealed_langevin,
     "exact_score": exact_score,

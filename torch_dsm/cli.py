@@ -337,12 +337,13 @@ def check_checkpoint(path: Path, module: DSMModule, max_epochs: int) -> None:
         # Epochs trained: the fit loop's processed count ("epoch" is the finished epoch's index when the
         # checkpoint is written at an epoch's end, and the count when written at the end of training).
         done = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+        ema = ckpt.get("hyper_parameters", {}).get("ema_decay")
     except Exception as err:  # torch.load raises many types for a file that is not a checkpoint
         reason = str(err).splitlines()[0] if str(err).strip() else ""
         raise DSMInputError(f"{path}: not a checkpoint of this project's model ({type(err).__name__}"
                             f"{': ' + reason if reason else ''})") from None
     expected = [module.model.dim + int(module.model.conditional), *module.model.hidden_dims, module.model.dim]
-    check_resume(path, found, done, expected, max_epochs)
+    check_resume(path, found, done, expected, max_epochs, ema, module.hparams.ema_decay)
 
 
 def trainer_defaults() -> dict:

@@ -19,6 +19,7 @@ from typing import Any, Literal, Optional
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from dsm_common.config import (
@@ -37,7 +38,7 @@ from dsm_common.validation import DivergedError, DSMInputError, diverged_trainin
 from torch_dsm.losses import OBJECTIVES
 from torch_dsm.models import ScoreMLP
 
-__all__ = ["DSMModule"]
+__all__ = ["DSMModule", "StepEMA"]
 
 
 def default_generator(device: torch.device) -> torch.Generator:
@@ -50,6 +51,50 @@ def default_generator(device: torch.device) -> torch.Generator:
 def _cosine_factor(total: int, step: int) -> float:
     """``½ (1 + cos(π min(step, total) / total))``: optax's ``cosine_decay_schedule`` factor."""
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+class StepEMA(EMAWeightAveraging):
+    """Lightning's ``EMAWeightAveraging`` updated after every optimiser step, grouped mini-batches
+    included.
+
+    The average (``torch.optim.swa_utils.AveragedModel`` with ``get_ema_avg_fn``) starts as the
+    weights after the first update and then follows ``ema ← d·ema + (1 − d)·θ`` after every update;
+    the buffers (the noise levels) are copied, not averaged. After ``fit`` the module holds the
+    average, and checkpoints hold both (``state_dict``: the average; ``current_model_state``: the
+    trained weights), so a resumed run goes on with both. Lightning's callback updates once per
+    Lightning step; with several mini-batches a step (``DSMDataModule.batches_per_step`` > 1,
+    manual optimisation) ``DSMModule`` calls :meth:`update` after each of its optimiser steps
+    instead. The JAX twin: ``jax_dsm.module.DSMModule.update_ema``.
+    """
+
+    def __init__(self, decay: float):
+        super().__init__(decay=decay, use_buffers=False)
+        self._trained_state: dict | None = None  # the weights as training left them (set at its end)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._trained_state = None
+        super().setup(trainer, pl_module, stage)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # Kept for the checkpoint written after this hook (ModelCheckpoint's at the end of fit):
+        # Lightning's callback would store the average as the trained weights too, and a run
+        # resumed from it would go on from the average.
+        self._trained_state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        super().on_train_end(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if self._trained_state is not None and "current_model_state" in checkpoint:
+            checkpoint["current_model_state"] = self._trained_state
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.automatic_optimization:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def update(self, trainer, pl_module) -> None:
+        """Average in the weights of the optimiser step just taken (manual optimisation)."""
+        self._average_model.update_parameters(pl_module)
+        self._latest_update_step = trainer.global_step
 
 
 class DSMModule(L.LightningModule):
@@ -75,9 +120,14 @@ class DSMModule(L.LightningModule):
             default), ``flax`` (truncated LeCun-normal kernels, zero biases: Flax's ``nn.Dense``
             default, the notebook's start) or ``torch`` (Kaiming-uniform kernels with a = √5 and
             uniform biases: ``nn.Linear``'s default). The same name gives the same law on both sides.
+        ema_decay: None (no average), or the decay d of an exponential moving average of the weights
+            (``StepEMA``: Lightning's ``EMAWeightAveraging``, no warm-up): the average starts as the
+            weights after the first update and follows ``ema ← d·ema + (1 − d)·θ`` after every
+            update; sampling, the likelihood and the weight file use it.
 
     Raises:
-        DSMInputError: a non-positive σ, learning rate or L, or an unknown option.
+        DSMInputError: a non-positive σ, learning rate or L, a decay outside [0, 1), or an unknown
+            option.
     """
 
     def __init__(
@@ -94,11 +144,12 @@ class DSMModule(L.LightningModule):
         sampler: Optional[SamplerConfig] = None,
         lr_schedule: Literal["constant", "cosine"] = "constant",
         init: Literal["native", "flax", "torch"] = "native",
+        ema_decay: Optional[float] = None,
     ):
         super().__init__()
         hidden_dims = check_hidden_dims(hidden_dims)
         self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn, "edm": edm, "sde": sde}, sampler, lr,
-                                       optimizer, reduction, lr_schedule, init)
+                                       optimizer, reduction, lr_schedule, init, ema_decay)
         check_sampler_memory(self.methods.sampler, hidden_dims)
         self.sampler = self.methods.sampler
         self.save_hyperparameters(ignore=["sampler"])
@@ -112,6 +163,11 @@ class DSMModule(L.LightningModule):
         self._epoch_sum = torch.zeros(())
         self._epoch_steps = 0
         self._plain_backward = False  # set in setup()
+        self.ema = StepEMA(ema_decay) if ema_decay is not None else None
+
+    def configure_callbacks(self):
+        """The weight average (``StepEMA``), when ``ema_decay`` is set."""
+        return [self.ema] if self.ema is not None else []
 
     @property
     def conditional(self) -> bool:
@@ -178,6 +234,8 @@ class DSMModule(L.LightningModule):
             opt.step()
             if sched is not None:
                 sched.step()
+            if self.ema is not None:
+                self.ema.update(self.trainer, self)
             self._accumulate(loss)
         return None
 
