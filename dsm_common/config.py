@@ -15,6 +15,7 @@ The methods and their equations: ``docs/method.md``; how to add one: ``docs/meth
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, Optional
 
@@ -284,11 +285,17 @@ OBJECTIVES.register("sde", ObjectiveSpec(SDESettings, "sde", "pc",
                                          sde=lambda s, points: s.description(points)))
 
 
-def check_model_options(lr: float, optimizer: str, reduction: str, ema_decay: float | None = None) -> None:
+def check_model_options(lr: float, optimizer: str, reduction: str, ema_decay: float | None = None,
+                        weight_decay: float = 0.0) -> None:
     """Validate the model options both frameworks share; raise DSMInputError naming the bad one."""
     check_positive("model.lr", lr)
-    if optimizer not in ("sgd", "adam"):
-        raise DSMInputError(f"model.optimizer must be sgd or adam, got {optimizer!r}")
+    if optimizer not in ("sgd", "adam", "adamw"):
+        raise DSMInputError(f"model.optimizer must be sgd, adam or adamw, got {optimizer!r}")
+    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise DSMInputError(f"model.weight_decay must be a number ≥ 0, got {weight_decay!r}")
+    if weight_decay and optimizer != "adamw":
+        raise DSMInputError(f"model.weight_decay={weight_decay} needs model.optimizer=adamw (decoupled weight decay), "
+                            f"not {optimizer}")
     if reduction not in ("sum", "mean"):
         raise DSMInputError(f"model.reduction must be sum or mean, got {reduction!r}")
     number = isinstance(ema_decay, (int, float)) and not isinstance(ema_decay, bool)
@@ -778,14 +785,14 @@ def check_sampler_memory(sampler: SamplerConfig, hidden_dims: list[int], memory:
 
 def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerConfig | None, lr: float,
                     optimizer: str, reduction: str, lr_schedule: str, init: str,
-                    ema_decay: float | None = None) -> MethodChoice:
+                    ema_decay: float | None = None, weight_decay: float = 0.0) -> MethodChoice:
     """Check a ``DSMModule``'s arguments (the same on both sides) and resolve its methods.
 
     Args:
         objective: ``model.objective``. sections: the objectives' settings sections by name
             (``{"dsm": DSMSettings | dict | None, "ncsn": …}``); a missing one takes its defaults.
         sampler: ``model.sampler`` (None: defaults). The rest: the shared optimiser options and
-            ``model.ema_decay`` (None, or a decay in [0, 1)).
+            ``model.ema_decay`` (None, or a decay in [0, 1)) and ``model.weight_decay`` (≥ 0; adamw only).
 
     Raises:
         DSMInputError: an unknown name, a bad value, or a sampler that needs a network conditioned
@@ -794,7 +801,7 @@ def resolve_methods(objective: str, sections: dict[str, Any], sampler: SamplerCo
     from dsm_common.init import INIT_LAWS
     from dsm_common.validation import check_choice
 
-    check_model_options(lr, optimizer, reduction, ema_decay)
+    check_model_options(lr, optimizer, reduction, ema_decay, weight_decay)
     check_choice("model.lr_schedule", lr_schedule, ("constant", "cosine"))
     check_choice("model.init", init, INIT_LAWS)
     spec = OBJECTIVES[objective]

@@ -54,7 +54,8 @@ class DSMModule:
             distance), σ_L).
         edm: settings of ``edm`` (``EDMSettings``: σ_data, the log-normal law of σ, the range).
         sde: settings of ``sde`` (``SDESettings``: the score SDE, its t_ε, the loss's weighting).
-        optimizer: ``sgd`` (recipe) or ``adam``.
+        optimizer: ``sgd`` (recipe), ``adam`` or ``adamw`` (Adam with decoupled weight decay,
+            Loshchilov & Hutter, arXiv 1711.05101: ``θ ← θ − lr·(Adam step + weight_decay·θ)``).
         lr: learning rate (recipe: 1e-5).
         reduction: ``sum`` (recipe) or ``mean`` of the per-point losses over a batch.
         sampler: sampler settings used after training (``dsm_common.config.SamplerConfig``).
@@ -70,9 +71,11 @@ class DSMModule:
             update; sampling, the likelihood and the weight file use it (Lightning's
             ``EMAWeightAveraging`` on the torch side, the same convention).
 
+        weight_decay: ``adamw``'s decoupled weight decay (0: none; refused with ``sgd`` and ``adam``).
+
     Raises:
-        DSMInputError: a non-positive σ, learning rate or L, a decay outside [0, 1), or an unknown
-            option.
+        DSMInputError: a non-positive σ, learning rate or L, a decay outside [0, 1), a weight decay
+            without ``adamw``, or an unknown option.
     """
 
     def __init__(
@@ -83,21 +86,22 @@ class DSMModule:
         ncsn: Optional[NCSNSettings] = None,
         edm: Optional[EDMSettings] = None,
         sde: Optional[SDESettings] = None,
-        optimizer: Literal["sgd", "adam"] = "sgd",
+        optimizer: Literal["sgd", "adam", "adamw"] = "sgd",
         lr: float = 1e-5,
         reduction: Literal["sum", "mean"] = "sum",
         sampler: Optional[SamplerConfig] = None,
         lr_schedule: Literal["constant", "cosine"] = "constant",
         init: Literal["native", "flax", "torch"] = "native",
         ema_decay: Optional[float] = None,
+        weight_decay: float = 0.0,
     ):
         hidden_dims = check_hidden_dims(hidden_dims)
         self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn, "edm": edm, "sde": sde}, sampler, lr,
-                                       optimizer, reduction, lr_schedule, init, ema_decay)
+                                       optimizer, reduction, lr_schedule, init, ema_decay, weight_decay)
         check_sampler_memory(self.methods.sampler, hidden_dims)
         self.hparams = dict(hidden_dims=list(hidden_dims), objective=objective, dsm=dsm, ncsn=ncsn, edm=edm, sde=sde,
                             optimizer=optimizer, lr=lr, reduction=reduction, lr_schedule=lr_schedule, init=init,
-                            ema_decay=ema_decay)
+                            ema_decay=ema_decay, weight_decay=weight_decay)
         self.sampler = self.methods.sampler
         self.model = ScoreMLP(tuple(hidden_dims), conditional=self.methods.conditional, initialization=init,
                               **self.methods.network_options())  # σ_data (EDM) from the data at setup
@@ -137,6 +141,8 @@ class DSMModule:
             if total_steps is None:
                 raise ValueError("a cosine learning-rate schedule needs the run's total number of updates")
             lr = optax.cosine_decay_schedule(h["lr"], max(int(total_steps), 1))
+        if h["optimizer"] == "adamw":  # optax's own default decay (1e-4) is not the project's (0)
+            return optax.adamw(lr, weight_decay=h["weight_decay"])
         return optax.sgd(lr) if h["optimizer"] == "sgd" else optax.adam(lr)
 
     def init_state(self, key: jax.Array, params=None) -> TrainState:

@@ -167,13 +167,25 @@ def _torch_grads(net: torch.nn.Module) -> dict[str, np.ndarray]:
     return out
 
 
-def _torch_sgd(net: torch.nn.Module, xs, zs, sigma: float, lr: float, ema_decay: float | None = None) -> dict[str, np.ndarray]:
+def _torch_sgd(net: torch.nn.Module, xs, zs, sigma: float, lr: float, ema_decay: float | None = None,
+               optim: dict | None = None) -> dict[str, np.ndarray]:
     """Plain torch.optim.SGD on ``torch_dsm.losses.dsm_loss`` (sum), one step per (x, z): the
     final weights, or with ``ema_decay`` = d their average written out by hand (the weights after
-    the first step, then ``ema ← d·ema + (1 − d)·θ`` after each later one)."""
-    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    the first step, then ``ema ← d·ema + (1 − d)·θ`` after each later one). ``optim``: the
+    module's optimiser options instead of SGD (``optimizer`` adam or adamw, ``weight_decay``,
+    ``lr_schedule`` cosine: the factor ½(1 + cos(π k / K)) over the K = len(xs) updates, by hand)."""
+    o = {"optimizer": "sgd", "weight_decay": 0.0, "lr_schedule": "constant", **(optim or {})}
+    if o["optimizer"] == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=lr)
+    elif o["optimizer"] == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+    else:
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=o["weight_decay"])
     ema = None
-    for x, z in zip(xs, zs):
+    for k, (x, z) in enumerate(zip(xs, zs)):
+        if o["lr_schedule"] == "cosine":
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * k / len(xs)))
         opt.zero_grad()
         tl.dsm_loss(net, x, sigma, noise=z, reduction="sum").backward()
         opt.step()
@@ -310,17 +322,21 @@ class _RecordingJaxModule(jmod.DSMModule):
         return jl.dsm_loss(score, x, self.methods.settings.sigma, noise=z, reduction=self.hparams["reduction"], mask=mask)
 
 
-def jax_training_loop(fx: Fixtures, dev: Device, ema_decay: float | None = None, lr: float | None = None) -> list[Result]:
+def jax_training_loop(fx: Fixtures, dev: Device, ema_decay: float | None = None, lr: float | None = None,
+                      optim: dict | None = None) -> list[Result]:
     """jax_dsm's compiled training loop (``make_train_chunk``: a scan over epochs of a scan over
     batches, padded-and-masked last batch, TrainState + optax.sgd) for one epoch of 100 steps,
     against a plain torch SGD loop replaying the same batches and the noise the loop drew; with
     ``ema_decay``, the weights' average (``DSMModule.update_ema``) against the hand-written one;
-    ``lr``: another learning rate than the fixtures'."""
+    ``lr``: another learning rate than the fixtures'; ``optim``: the module's optimiser options
+    (optimizer, weight_decay, lr_schedule) instead of SGD."""
     sigma, lr = float(fx["sigma"]), float(lr or fx["lr"])
     points = _training_points(fx)
     record: list = []
     module = _RecordingJaxModule(record, hidden_dims=[256, 256], dsm={"sigma": sigma}, lr=lr, reduction="sum",
-                                 ema_decay=ema_decay)
+                                 ema_decay=ema_decay, **(optim or {}))
+    if module.tx is None:  # a cosine schedule: over the epoch's 100 updates (what Trainer.fit's setup passes)
+        module.tx = module.make_tx(100)
     model, v = _jax_net(weight_set(fx, "init"), dev)
     with jax.default_device(dev.jax):
         if ema_decay is None:
@@ -340,19 +356,20 @@ def jax_training_loop(fx: Fixtures, dev: Device, ema_decay: float | None = None,
     if not np.array_equal(np.concatenate(xs), points):
         raise AssertionError("the compiled loop did not visit the points in order")
     a = _torch_sgd(_torch_net(weight_set(fx, "init"), dev), [_t(x, dev) for x in xs], [_t(z, dev) for z in zs], sigma, lr,
-                   ema_decay)
-    what = "weights" if ema_decay is None else f"weight average (d = {ema_decay})"
+                   ema_decay, optim)
+    what = ("weights" if ema_decay is None else f"weight average (d = {ema_decay})") + _optim_label(optim)
     return [_diff(f"{what} after 100 steps of jax_dsm's compiled training loop (vs plain torch loop)", dev,
                   *_flat(a, b), BOUND_SGD, "abs")]
 
 
 def lightning_trainer(fx: Fixtures, dev: Device, ema_decay: float | None = None, batches_per_step: int = 1,
-                      lr: float | None = None) -> list[Result]:
+                      lr: float | None = None, optim: dict | None = None) -> list[Result]:
     """Lightning ``Trainer.fit`` of ``torch_dsm.module.DSMModule`` for one epoch of 100 steps
     (sequential batches, noise from the fixtures, fed by patching ``torch_dsm.losses.dsm_loss``)
     against a plain torch SGD loop on the same batches and noise; with ``ema_decay``, the weights'
     average (``StepEMA``) against the hand-written one; ``batches_per_step`` > 1: grouped
-    mini-batches (manual optimisation); ``lr``: another learning rate than the fixtures'."""
+    mini-batches (manual optimisation); ``lr``: another learning rate than the fixtures';
+    ``optim``: the module's optimiser options (optimizer, weight_decay, lr_schedule) instead of SGD."""
     import lightning as L
 
     from torch_dsm.data import DSMDataModule
@@ -374,7 +391,8 @@ def lightning_trainer(fx: Fixtures, dev: Device, ema_decay: float | None = None,
         np.save(path, points)
         dm = DSMDataModule(dataset=str(path), batch_size=8, standardize=False, shuffle=False,
                            batches_per_step=batches_per_step)
-        module = tmod.DSMModule(hidden_dims=[256, 256], dsm={"sigma": sigma}, lr=lr, reduction="sum", ema_decay=ema_decay)
+        module = tmod.DSMModule(hidden_dims=[256, 256], dsm={"sigma": sigma}, lr=lr, reduction="sum", ema_decay=ema_decay,
+                                **(optim or {}))
         tw.from_canonical(p0, module.model)
         with quiet_lightning(), mock.patch.object(tl, "dsm_loss", fixed_noise_loss):
             trainer = L.Trainer(max_epochs=1, accelerator=dev.lightning_accelerator, devices=1, logger=False,
@@ -386,11 +404,41 @@ def lightning_trainer(fx: Fixtures, dev: Device, ema_decay: float | None = None,
         raise AssertionError(f"the Trainer took {len(seen)} steps or another batch order than the data's")
     xs = [_t(points[i : i + 8], dev) for i in range(0, len(points), 8)]
     zs = [_t(fixture_noise[k, : len(x)], dev) for k, x in enumerate(xs)]
-    b = _torch_sgd(_torch_net(p0, dev), xs, zs, sigma, lr, ema_decay)
-    what = "weights" if ema_decay is None else f"weight average (d = {ema_decay}, StepEMA)"
+    b = _torch_sgd(_torch_net(p0, dev), xs, zs, sigma, lr, ema_decay, optim)
+    what = ("weights" if ema_decay is None else f"weight average (d = {ema_decay}, StepEMA)") + _optim_label(optim)
     grouped = "" if batches_per_step == 1 else f", {batches_per_step} mini-batches a step"
     return [_diff(f"{what} after 100 steps of Lightning Trainer{grouped} (vs plain torch loop)", dev, *_flat(a, b),
                   BOUND_SGD, "abs")]
+
+
+def _optim_label(optim: dict | None) -> str:
+    if not optim:
+        return ""
+    o = optim["optimizer"] + (f" (weight decay {optim['weight_decay']})" if optim.get("weight_decay") else "")
+    return f", {o}" + (", cosine schedule" if optim.get("lr_schedule") == "cosine" else "")
+
+
+ADAM_LR = 1e-4  # Adam moves each weight by about lr a step: 100 steps, 1e-2, and weight decay 0.1, about 5e-4
+ADAM_OPTIONS = ({"optimizer": "adam", "lr_schedule": "cosine"},
+                {"optimizer": "adamw", "weight_decay": 0.1, "lr_schedule": "cosine"})
+
+
+def optimizers(fx: Fixtures, dev: Device) -> list[Result]:
+    """Adam and AdamW with weight decay, both under the cosine schedule, as each side's module
+    builds them (``configure_optimizers``; ``make_tx``: optax.adam, optax.adamw,
+    optax.cosine_decay_schedule), 100 steps of each side's training loop against torch.optim.Adam
+    and AdamW on a plain loop with the schedule written out by hand. Raises if the weight decay's
+    effect could not be told from none at the bound."""
+    sigma = float(fx["sigma"])
+    points = _training_points(fx)
+    xs = [_t(points[i : i + 8], dev) for i in range(0, len(points), 8)]
+    zs = [_t(fx["sgd_z"][k, : len(x)], dev) for k, x in enumerate(xs)]
+    adam, adamw = (_flat(*[_torch_sgd(_torch_net(weight_set(fx, "init"), dev), xs, zs, sigma, ADAM_LR, None, o)] * 2)[0]
+                   for o in ADAM_OPTIONS)
+    if np.max(np.abs(adam - adamw)) < 10 * BOUND_SGD:
+        raise AssertionError(f"weight decay moves the weights by {np.max(np.abs(adam - adamw)):.2g} only: not a test of it")
+    return [row for o in ADAM_OPTIONS for row in (*jax_training_loop(fx, dev, lr=ADAM_LR, optim=o),
+                                                  *lightning_trainer(fx, dev, lr=ADAM_LR, optim=o))]
 
 
 EMA_DECAY = 0.9  # short enough a memory that 100 steps move the average well away from the weights
@@ -695,6 +743,7 @@ COMPARISONS: dict[str, Callable[[Fixtures, Device], list[Result]]] = {
     "jax_training_loop": jax_training_loop,
     "lightning_trainer": lightning_trainer,
     "ema": ema,
+    "optimizers": optimizers,
     "langevin": langevin,
     "annealed_langevin": annealed_langevin,
     "exact_score": exact_score,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -71,12 +72,15 @@ def test_sampler_config_initial_states():
 @pytest.mark.parametrize(
     "kw, fragment",
     [({"lr": -1e-3}, "model.lr must be a positive number, got -0.001"),
-     ({"optimizer": "rmsprop"}, "model.optimizer must be sgd or adam, got 'rmsprop'"),
-     ({"reduction": "max"}, "model.reduction must be sum or mean, got 'max'")],
+     ({"optimizer": "rmsprop"}, "model.optimizer must be sgd, adam or adamw, got 'rmsprop'"),
+     ({"reduction": "max"}, "model.reduction must be sum or mean, got 'max'"),
+     ({"ema_decay": 1.0}, "model.ema_decay must be in [0, 1) (or null: no average), got 1.0"),
+     ({"weight_decay": -0.1, "optimizer": "adamw"}, "model.weight_decay must be a number ≥ 0, got -0.1"),
+     ({"weight_decay": 0.1}, "model.weight_decay=0.1 needs model.optimizer=adamw (decoupled weight decay), not sgd")],
 )
 def test_model_options(kw, fragment):
     args = {"lr": 1e-5, "optimizer": "sgd", "reduction": "sum", **kw}
-    with pytest.raises(DSMInputError, match=fragment.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(DSMInputError, match=re.escape(fragment)):
         check_model_options(**args)
 
 

@@ -147,10 +147,14 @@ def test_decay_outside_the_unit_interval_is_refused(framework, decay, tmp_path, 
     assert "model.ema_decay must be in [0, 1)" in line and decay in line
 
 
-def test_module_refuses_a_bad_decay():
+@pytest.mark.parametrize("kw, fragment", [
+    ({"ema_decay": 1.5}, r"model.ema_decay must be in \[0, 1\)"),
+    ({"optimizer": "adam", "weight_decay": 0.1}, r"model.weight_decay=0.1 needs model.optimizer=adamw"),
+])
+def test_modules_refuse_bad_options(kw, fragment):
     from jax_dsm.module import DSMModule as JaxModule
     from torch_dsm.module import DSMModule as TorchModule
 
     for cls in (TorchModule, JaxModule):
-        with pytest.raises(DSMInputError, match=r"model.ema_decay must be in \[0, 1\)"):
-            cls(ema_decay=1.5)
+        with pytest.raises(DSMInputError, match=fragment):
+            cls(**kw)

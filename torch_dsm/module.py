@@ -109,7 +109,8 @@ class DSMModule(L.LightningModule):
             distance), σ_L).
         edm: settings of ``edm`` (``EDMSettings``: σ_data, the log-normal law of σ, the range).
         sde: settings of ``sde`` (``SDESettings``: the score SDE, its t_ε, the loss's weighting).
-        optimizer: ``sgd`` (recipe) or ``adam``.
+        optimizer: ``sgd`` (recipe), ``adam`` or ``adamw`` (Adam with decoupled weight decay,
+            Loshchilov & Hutter, arXiv 1711.05101: ``θ ← θ − lr·(Adam step + weight_decay·θ)``).
         lr: learning rate (recipe: 1e-5).
         reduction: ``sum`` (recipe) or ``mean`` of the per-point losses over a batch.
         sampler: sampler settings used after training (``dsm_common.config.SamplerConfig``).
@@ -125,9 +126,11 @@ class DSMModule(L.LightningModule):
             weights after the first update and follows ``ema ← d·ema + (1 − d)·θ`` after every
             update; sampling, the likelihood and the weight file use it.
 
+        weight_decay: ``adamw``'s decoupled weight decay (0: none; refused with ``sgd`` and ``adam``).
+
     Raises:
-        DSMInputError: a non-positive σ, learning rate or L, a decay outside [0, 1), or an unknown
-            option.
+        DSMInputError: a non-positive σ, learning rate or L, a decay outside [0, 1), a weight decay
+            without ``adamw``, or an unknown option.
     """
 
     def __init__(
@@ -138,18 +141,19 @@ class DSMModule(L.LightningModule):
         ncsn: Optional[NCSNSettings] = None,
         edm: Optional[EDMSettings] = None,
         sde: Optional[SDESettings] = None,
-        optimizer: Literal["sgd", "adam"] = "sgd",
+        optimizer: Literal["sgd", "adam", "adamw"] = "sgd",
         lr: float = 1e-5,
         reduction: Literal["sum", "mean"] = "sum",
         sampler: Optional[SamplerConfig] = None,
         lr_schedule: Literal["constant", "cosine"] = "constant",
         init: Literal["native", "flax", "torch"] = "native",
         ema_decay: Optional[float] = None,
+        weight_decay: float = 0.0,
     ):
         super().__init__()
         hidden_dims = check_hidden_dims(hidden_dims)
         self.methods = resolve_methods(objective, {"dsm": dsm, "ncsn": ncsn, "edm": edm, "sde": sde}, sampler, lr,
-                                       optimizer, reduction, lr_schedule, init, ema_decay)
+                                       optimizer, reduction, lr_schedule, init, ema_decay, weight_decay)
         check_sampler_memory(self.methods.sampler, hidden_dims)
         self.sampler = self.methods.sampler
         self.save_hyperparameters(ignore=["sampler"])
@@ -284,8 +288,12 @@ class DSMModule(L.LightningModule):
                 logger.log_metrics(row, step=step)
 
     def configure_optimizers(self):
-        opt = torch.optim.SGD if self.hparams.optimizer == "sgd" else torch.optim.Adam
-        opt = opt(self.model.parameters(), lr=self.hparams.lr)
+        h = self.hparams
+        params = self.model.parameters()
+        if h.optimizer == "adamw":  # torch's own default decay (0.01) is not the project's (0)
+            opt = torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay)
+        else:
+            opt = (torch.optim.SGD if h.optimizer == "sgd" else torch.optim.Adam)(params, lr=h.lr)
         if self.hparams.lr_schedule == "constant":
             return opt
         # Cosine decay to 0 over the run's updates (optimiser steps): max_epochs × ⌈N / B⌉.
