@@ -32,7 +32,7 @@ from dsm_common.datasets import Dataset2D
 from jax_dsm.losses import OBJECTIVES
 from jax_dsm.models import ScoreMLP
 
-__all__ = ["DSMModule", "EMATrainState"]
+__all__ = ["DSMModule"]  # EMATrainState: the average's state (its twin: torch_dsm.module.StepEMA)
 
 
 class EMATrainState(TrainState):

@@ -38,7 +38,7 @@ from dsm_common.validation import DivergedError, DSMInputError, diverged_trainin
 from torch_dsm.losses import OBJECTIVES
 from torch_dsm.models import ScoreMLP
 
-__all__ = ["DSMModule", "StepEMA"]
+__all__ = ["DSMModule"]  # StepEMA: the average's callback (its twin: jax_dsm.module.EMATrainState)
 
 
 def default_generator(device: torch.device) -> torch.Generator:
