@@ -70,7 +70,6 @@ class DSMModule:
             weights after the first update and follows ``ema ← d·ema + (1 − d)·θ`` after every
             update; sampling, the likelihood and the weight file use it (Lightning's
             ``EMAWeightAveraging`` on the torch side, the same convention).
-
         weight_decay: ``adamw``'s decoupled weight decay (0: none; refused with ``sgd`` and ``adam``).
 
     Raises:

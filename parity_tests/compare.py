@@ -31,7 +31,6 @@ import jax
 import numpy as np
 import optax
 import torch
-from flax.training.train_state import TrainState
 from jax.tree_util import Partial
 
 import jax_dsm.losses as jl
@@ -302,6 +301,13 @@ def _flat(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([np.ravel(a[k]) for k in keys]), np.concatenate([np.ravel(b[k]) for k in keys])
 
 
+def _fixture_batches(fx: Fixtures, dev: Device) -> tuple[list, list]:
+    """The 100 sequential batches of 8 of ``_training_points`` and their fixture noise, as tensors."""
+    points = _training_points(fx)
+    xs = [_t(points[i : i + 8], dev) for i in range(0, len(points), 8)]
+    return xs, [_t(fx["sgd_z"][k, : len(x)], dev) for k, x in enumerate(xs)]
+
+
 def _training_points(fx: Fixtures) -> np.ndarray:
     """796 fixture points: one epoch of batches of 8 is 100 steps, the last with 4 points."""
     return np.ascontiguousarray(fx["sgd_x"].reshape(-1, 2)[:796])
@@ -339,11 +345,7 @@ def jax_training_loop(fx: Fixtures, dev: Device, ema_decay: float | None = None,
         module.tx = module.make_tx(100)
     model, v = _jax_net(weight_set(fx, "init"), dev)
     with jax.default_device(dev.jax):
-        if ema_decay is None:
-            state = TrainState.create(apply_fn=module.model.apply, params=v["params"], tx=module.tx)
-        else:
-            state = jmod.EMATrainState.create(apply_fn=module.model.apply, params=v["params"], tx=module.tx,
-                                              ema_params=v["params"])
+        state = module.init_state(jax.random.PRNGKey(0), v["params"])  # the key is unused: params given
         train_chunk = jt.make_train_chunk(module, len(points), 8, shuffle=False)
         state, _ = train_chunk(state, jax.random.PRNGKey(0), _j(points, dev), _j(np.asarray(module.sigmas, np.float32), dev), 1)
         jax.block_until_ready(state)
@@ -402,13 +404,17 @@ def lightning_trainer(fx: Fixtures, dev: Device, ema_decay: float | None = None,
     a = tw.to_canonical(module.model)
     if len(seen) != 100 or not np.array_equal(np.concatenate(seen), points):
         raise AssertionError(f"the Trainer took {len(seen)} steps or another batch order than the data's")
-    xs = [_t(points[i : i + 8], dev) for i in range(0, len(points), 8)]
-    zs = [_t(fixture_noise[k, : len(x)], dev) for k, x in enumerate(xs)]
+    xs, zs = _fixture_batches(fx, dev)
     b = _torch_sgd(_torch_net(p0, dev), xs, zs, sigma, lr, ema_decay, optim)
     what = ("weights" if ema_decay is None else f"weight average (d = {ema_decay}, StepEMA)") + _optim_label(optim)
     grouped = "" if batches_per_step == 1 else f", {batches_per_step} mini-batches a step"
     return [_diff(f"{what} after 100 steps of Lightning Trainer{grouped} (vs plain torch loop)", dev, *_flat(a, b),
                   BOUND_SGD, "abs")]
+
+
+def _torch_vector(weights: dict) -> np.ndarray:
+    """Canonical weights as one vector, in ``_flat``'s order."""
+    return _flat(weights, weights)[0]
 
 
 def _optim_label(optim: dict | None) -> str:
@@ -430,10 +436,8 @@ def optimizers(fx: Fixtures, dev: Device) -> list[Result]:
     and AdamW on a plain loop with the schedule written out by hand. Raises if the weight decay's
     effect could not be told from none at the bound."""
     sigma = float(fx["sigma"])
-    points = _training_points(fx)
-    xs = [_t(points[i : i + 8], dev) for i in range(0, len(points), 8)]
-    zs = [_t(fx["sgd_z"][k, : len(x)], dev) for k, x in enumerate(xs)]
-    adam, adamw = (_flat(*[_torch_sgd(_torch_net(weight_set(fx, "init"), dev), xs, zs, sigma, ADAM_LR, None, o)] * 2)[0]
+    xs, zs = _fixture_batches(fx, dev)
+    adam, adamw = (_torch_vector(_torch_sgd(_torch_net(weight_set(fx, "init"), dev), xs, zs, sigma, ADAM_LR, None, o))
                    for o in ADAM_OPTIONS)
     if np.max(np.abs(adam - adamw)) < 10 * BOUND_SGD:
         raise AssertionError(f"weight decay moves the weights by {np.max(np.abs(adam - adamw)):.2g} only: not a test of it")
@@ -451,10 +455,8 @@ def ema(fx: Fixtures, dev: Device) -> list[Result]:
     average could not be told from the last weights at the bound (a test that would pass with EMA
     off)."""
     sigma, lr = float(fx["sigma"]), EMA_LR
-    points = _training_points(fx)
-    xs = [_t(points[i : i + 8], dev) for i in range(0, len(points), 8)]
-    zs = [_t(fx["sgd_z"][k, : len(x)], dev) for k, x in enumerate(xs)]
-    raw, avg = (_flat(*[_torch_sgd(_torch_net(weight_set(fx, "init"), dev), xs, zs, sigma, lr, d)] * 2)[0]
+    xs, zs = _fixture_batches(fx, dev)
+    raw, avg = (_torch_vector(_torch_sgd(_torch_net(weight_set(fx, "init"), dev), xs, zs, sigma, lr, d))
                 for d in (None, EMA_DECAY))
     if np.max(np.abs(raw - avg)) < 10 * BOUND_SGD:
         raise AssertionError(f"the average is within {np.max(np.abs(raw - avg)):.2g} of the weights: not a test of it")

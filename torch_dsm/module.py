@@ -125,7 +125,6 @@ class DSMModule(L.LightningModule):
             (``StepEMA``: Lightning's ``EMAWeightAveraging``, no warm-up): the average starts as the
             weights after the first update and follows ``ema ← d·ema + (1 − d)·θ`` after every
             update; sampling, the likelihood and the weight file use it.
-
         weight_decay: ``adamw``'s decoupled weight decay (0: none; refused with ``sgd`` and ``adam``).
 
     Raises:
