@@ -44,7 +44,7 @@ from jax_dsm.losses import per_level_loss
 from jax_dsm.models import ScoreMLP
 from jax_dsm.module import DSMModule
 from jax_dsm.sampling import SAMPLERS
-from jax_dsm.trainer import Trainer
+from jax_dsm.trainer import Trainer, device_mesh, replicate, shard_rows, start_processes
 from jax_dsm.weights import load_weights, save_weights
 
 PROG = "dsm-jax"
@@ -60,7 +60,12 @@ class JaxBackend:
 
     framework = "jax"
 
-    def __init__(self, model: ScoreMLP, variables, sigmas: np.ndarray, progress: bool = True, sde: dict | None = None):
+    def __init__(self, model: ScoreMLP, variables, sigmas: np.ndarray, progress: bool = True, sde: dict | None = None,
+                 devices: int = 1):
+        # devices > 1: the chains (and the likelihood's points) split across this process's first
+        # ``devices`` devices when their number is a multiple of it, the weights replicated
+        self.mesh = device_mesh(devices, None)
+        variables = replicate(variables, self.mesh)
         self.model, self.variables = model, variables
         self.conditional = model.conditional
         self.preconditioning = (None if model.preconditioning == "none"
@@ -79,7 +84,8 @@ class JaxBackend:
 
     def sample(self, name, x0, settings, keep_every, seed):
         extra = {"sde": self.sde} if SAMPLER_SPECS[name].conditioning == "sde" else {}
-        x, kept, *nfe = SAMPLERS[name](self._score(), jnp.asarray(x0), self._sigmas, settings, keep_every, self.progress,
+        x0 = shard_rows(jnp.asarray(x0), self.mesh)
+        x, kept, *nfe = SAMPLERS[name](self._score(), x0, self._sigmas, settings, keep_every, self.progress,
                                        rng=jax.random.PRNGKey(seed), **extra)
         self.last_nfe = int(nfe[0]) if nfe else None
         return np.asarray(x), None if kept is None else np.asarray(kept)
@@ -88,8 +94,9 @@ class JaxBackend:
         from jax_dsm.sde_lib import get_sde, likelihood, time_score
 
         sde = get_sde(self.sde)
-        probe = jnp.asarray(rademacher_probe(len(points), seed)) if settings.hutchinson else None
-        log_p, _, nfe = likelihood(sde, time_score(self._score(), sde), jnp.asarray(np.asarray(points, np.float32)),
+        probe = shard_rows(jnp.asarray(rademacher_probe(len(points), seed)), self.mesh) if settings.hutchinson else None
+        points = shard_rows(jnp.asarray(np.asarray(points, np.float32)), self.mesh)
+        log_p, _, nfe = likelihood(sde, time_score(self._score(), sde), points,
                                    settings.solver, settings.num_steps, settings.rtol, settings.atol,
                                    sde_end_time(settings, self.sde), probe=probe)
         return np.asarray(log_p, np.float64), nfe
@@ -134,11 +141,17 @@ def fit_main(argv: list[str]) -> dict:
     check_legacy_options(argv)
     parser = fit_parser()
     cfg = parser.parse_args(argv)
+    start_processes(cfg.trainer.num_nodes)  # before any JAX computation (the data module's arrays)
     init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
     trainer, module, dm = init.trainer, init.model, init.data
     if cfg.quiet:
         trainer.enable_progress_bar = False
     seed = int(cfg.seed_everything) if not isinstance(cfg.seed_everything, bool) else 0
+    trainer.device_mesh(dm)  # the devices' checks, before anything is written
+    if not trainer.is_global_zero:  # another process of a multi-process run: it trains; the first writes
+        trainer.enable_progress_bar = False
+        trainer.fit(module, dm, seed=seed, ckpt_path=cfg.ckpt_path)
+        return {}
     run_dir = check_run_dir(trainer.default_root_dir, "jax", cfg.overwrite, cfg.ckpt_path is not None)
     if cfg.ckpt_path is not None:
         path = trainer.checkpoint_path if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
@@ -160,8 +173,9 @@ def fit_main(argv: list[str]) -> dict:
         "train_seconds": time.perf_counter() - t0,
         "seed": seed,
     }
-    backend = JaxBackend(module.model, {"params": state.params}, module.sigmas, progress=not cfg.quiet,
-                         sde=module.methods.sde())
+    params = jax.device_get(state.params) if trainer.num_nodes > 1 else state.params  # off the processes' mesh
+    backend = JaxBackend(module.model, {"params": params}, module.sigmas, progress=not cfg.quiet,
+                         sde=module.methods.sde(), devices=trainer.devices)
     metrics = finish_run(run_dir, backend,
                          module.methods.sampler_name, module.settings_record(), dm.hparams, dm.data, module.sampler,
                          info, trainer.loss_history)

@@ -271,6 +271,23 @@ def test_bad_input_one_line_error(bad_files, tmp_path, capsys, args, needles):
     assert not (tmp_path / "run" / "weights.safetensors").exists()
 
 
+DEVICE_ERRORS = [  # JAX's own (the torch side's devices are Lightning's)
+    (["--trainer.devices=4"], ["trainer.devices=4 but this process has 1 JAX cpu device(s)",
+                               "XLA_FLAGS=--xla_force_host_platform_device_count=4"]),
+    (["--trainer.devices=0"], ["trainer.devices must be a positive integer", "got 0"]),
+    (["--trainer.num_nodes=2"], ["trainer.num_nodes=2: cannot join the other processes", "JAX_COORDINATOR_ADDRESS"]),
+]
+
+
+@pytest.mark.parametrize("args, needles", DEVICE_ERRORS, ids=["too many devices", "no devices", "no coordinator"])
+def test_bad_device_options_one_line_error(tmp_path, capsys, args, needles):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", CONFIG, *TINY, f"--trainer.default_root_dir={tmp_path / 'run'}", *args])
+    check_error_output(exit_info.value.code, capsys.readouterr().err, needles, tmp_path)
+    assert not (tmp_path / "run").exists()
+
+
 SUBPROCESS_CASES = ("missing file", "nan", "sigma zero")
 
 

@@ -1,0 +1,91 @@
+"""Data-parallel runs compute what one device computes (docs/scale.md).
+
+JAX on two forced host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=2``) and as
+two processes joined by ``jax.distributed`` (gloo collectives on the CPU), each against the same
+run on one device: the weights after 100 updates within 1e-5, the samplers' states after 1000
+steps within 1e-4, with the noise drawn by the samplers themselves and with the noise given.
+Each run is a fresh process (``parity_tests/data_parallel.py``): a device count is fixed when
+a framework starts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TWO_HOST_DEVICES = "--xla_force_host_platform_device_count=2"
+WEIGHTS_BOUND = 1e-5  # weights after 100 updates
+STATES_BOUND = 1e-4  # sampler states after 1000 steps
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": TWO_HOST_DEVICES,
+            "JAX_DEFAULT_MATMUL_PRECISION": "highest", **extra}
+
+
+def _start(run: str, out: Path, *args: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "parity_tests.data_parallel", run, str(out), *args], cwd=REPO,
+                            env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(*procs: subprocess.Popen, timeout: float = 300) -> None:
+    for proc in procs:
+        output, _ = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, output[-3000:]
+
+
+def _run(run: str, out: Path, *args: str) -> dict[str, np.ndarray]:
+    _finish(_start(run, out, *args))
+    return dict(np.load(out))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _max_weight_difference(a: dict, b: dict) -> float:
+    keys = sorted(k for k in a if k.startswith("w"))
+    assert keys and keys == sorted(k for k in b if k.startswith("w"))
+    return max(float(np.max(np.abs(a[k] - b[k]))) for k in keys)
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory) -> dict[str, np.ndarray]:
+    """The training run on one device (the reference of the data-parallel runs)."""
+    return _run("jax-train", tmp_path_factory.mktemp("dp") / "one.npz", "--devices", "1")
+
+
+def test_jax_two_devices_train_like_one(one_device, tmp_path):
+    two = _run("jax-train", tmp_path / "two.npz", "--devices", "2")
+    assert int(one_device["devices"]) == 1 and int(two["devices"]) == 2  # the weights lived on both devices
+    assert int(one_device["steps"]) == int(two["steps"]) == 100
+    assert _max_weight_difference(one_device, two) <= WEIGHTS_BOUND
+
+
+def test_jax_two_processes_train_like_one(one_device, tmp_path):
+    out = tmp_path / "procs.npz"
+    common = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}", "XLA_FLAGS": ""}  # one device a process
+    procs = [_start("jax-train", out, "--devices", "1", "--num-nodes", "2", JAX_PROCESS_ID=str(i), **common)
+             for i in range(2)]
+    _finish(*procs)
+    two = dict(np.load(out))  # written by the first process
+    assert int(two["devices"]) == 2 and int(two["steps"]) == 100
+    assert _max_weight_difference(one_device, two) <= WEIGHTS_BOUND
+
+
+def test_jax_sharded_sampling_like_one_device(tmp_path):
+    one = _run("jax-sample", tmp_path / "one.npz", "--devices", "1")
+    two = _run("jax-sample", tmp_path / "two.npz", "--devices", "2")
+    assert int(one["devices"]) == 1 and int(two["devices"]) == int(two["spread"]) == 2
+    for name in ("pc", "langevin"):  # the PC sampler's own noise; Langevin's noise given
+        assert np.all(np.isfinite(one[name])) and np.abs(one[name]).max() < 50  # chains that stayed in range
+        assert np.max(np.abs(one[name] - two[name])) <= STATES_BOUND, name
