@@ -6,12 +6,19 @@ to an ``.npz`` file, and the tests compare the files:
 
     python -m parity_tests.data_parallel jax-train OUT --devices N [--num-nodes M]
     python -m parity_tests.data_parallel jax-sample OUT --devices N
-    python -m parity_tests.data_parallel torch-train OUT --devices N
+    python -m parity_tests.data_parallel torch-train OUT --devices N [--batches-per-step K]
+    python -m parity_tests.data_parallel torch-reference OUT --devices N [--same-noise]
 
 Training: the score SDE (VP) objective, which draws both a time and a noise vector per point,
 Adam 1e-3, 300 points in batches of 30, 10 epochs (100 updates), the same seed; the weights
-after the run are written. Sampling: a network trained for 2000 full-batch updates on one device (the
-same weights on every run), 64 chains, the PC sampler (Euler–Maruyama, 1000 steps) drawing its own noise, and
+after the run are written. ``torch-train`` is Lightning's Trainer (DDP over N gloo processes
+for N > 1); ``torch-reference`` is a plain torch loop in one process that computes what N ranks
+would: every global batch split by ``rank_slice``, rank r's noise from a generator seeded
+``seed + r`` (``--same-noise``: every slice from the same seed, what DDP would compute had each
+rank the same stream), the slices' losses weighed by their share of the batch.
+
+Sampling: a network trained for 2000 full-batch updates on one device (the same weights on every
+run), 64 chains, the PC sampler (Euler–Maruyama, 1000 steps) drawing its own noise, and
 1000 Langevin steps with the noise given.
 """
 
@@ -50,6 +57,72 @@ def jax_train(out: str, devices: int, num_nodes: int) -> None:
     if trainer.is_global_zero:
         np.savez(out, devices=np.int32(len(sharding.device_set)), steps=np.int32(int(state.step)),
                  **_flat(jax.tree_util.tree_leaves(params)))
+
+
+def _torch_module():
+    from dsm_common.config import SDESettings
+    from torch_dsm.module import DSMModule
+
+    return DSMModule(objective="sde", sde=SDESettings(kind="vp"), optimizer="adam", lr=TRAIN["lr"], reduction="mean")
+
+
+def torch_train(out: str, devices: int, batches_per_step: int) -> None:
+    import lightning as L
+    import torch
+
+    from torch_dsm.data import DSMDataModule
+
+    torch.set_num_threads(1)
+    L.seed_everything(TRAIN["seed"], verbose=False)
+    dm = DSMDataModule(batch_size=TRAIN["batch_size"], batches_per_step=batches_per_step)
+    module = _torch_module()
+    trainer = L.Trainer(max_epochs=TRAIN["epochs"], accelerator="cpu", devices=devices,
+                        strategy="ddp" if devices > 1 else "auto", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=out + ".run")
+    trainer.fit(module, dm)
+    if trainer.is_global_zero:
+        np.savez(out, devices=np.int32(trainer.world_size), steps=np.int32(trainer.global_step),
+                 **_flat(p.detach().numpy() for p in module.model.parameters()))
+
+
+def torch_reference(out: str, devices: int, same_noise: bool) -> None:
+    import lightning as L
+    import torch
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
+    from torch_dsm.data import DSMDataModule, rank_slice
+    from torch_dsm.losses import OBJECTIVES
+
+    torch.set_num_threads(1)
+    L.seed_everything(TRAIN["seed"], verbose=False)
+    dm = DSMDataModule(batch_size=TRAIN["batch_size"])
+    module = _torch_module()
+    module.sigmas.copy_(torch.as_tensor(module.methods.noise_levels(dm.data.points), dtype=torch.float32))
+    methods = module.methods.resolved(dm.data.points)
+    opt = torch.optim.Adam(module.model.parameters(), lr=TRAIN["lr"])
+    seed = torch.initial_seed()
+    if devices > 1:  # each DDP process re-seeds as it sets up (Lightning's reset_seed), after building the model
+        torch.manual_seed(seed)
+    gens = [torch.Generator().manual_seed(seed + (0 if same_noise else r)) for r in range(devices)]
+    # The epoch's global batches of indices, drawn as a DataLoader draws them (its iterator's seed,
+    # then the RandomSampler's, from the default generator), as in every DDP process
+    indices = TensorDataset(torch.arange(len(dm.points)))
+    loader = DataLoader(indices, sampler=BatchSampler(RandomSampler(indices), TRAIN["batch_size"], False), batch_size=None)
+    steps = 0
+    for _ in range(TRAIN["epochs"]):
+        for (batch,) in loader:
+            batch = batch.tolist()
+            opt.zero_grad()
+            loss = 0.0
+            for r in range(devices):
+                x = dm.points[rank_slice(batch, devices, r)]
+                part = OBJECTIVES[methods.objective](module.model, x, module.sigmas, methods.settings, "mean", rng=gens[r])
+                loss = loss + part * (len(x) / len(batch))
+            loss.backward()
+            opt.step()
+            steps += 1
+    np.savez(out, devices=np.int32(devices), steps=np.int32(steps),
+             **_flat(p.detach().numpy() for p in module.model.parameters()))
 
 
 def jax_sample(out: str, devices: int) -> None:
@@ -105,15 +178,21 @@ def backend_rows(backend, x: np.ndarray, axis: int = 0):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", choices=["jax-train", "jax-sample"])
+    parser.add_argument("run", choices=["jax-train", "jax-sample", "torch-train", "torch-reference"])
     parser.add_argument("out")
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--num-nodes", type=int, default=1)
+    parser.add_argument("--batches-per-step", type=int, default=1)
+    parser.add_argument("--same-noise", action="store_true")
     args = parser.parse_args()
     if args.run == "jax-train":
         jax_train(args.out, args.devices, args.num_nodes)
-    else:
+    elif args.run == "jax-sample":
         jax_sample(args.out, args.devices)
+    elif args.run == "torch-train":
+        torch_train(args.out, args.devices, args.batches_per_step)
+    else:
+        torch_reference(args.out, args.devices, args.same_noise)
 
 
 if __name__ == "__main__":

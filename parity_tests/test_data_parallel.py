@@ -1,5 +1,12 @@
 """Data-parallel runs compute what one device computes (docs/scale.md).
 
+Lightning DDP over two gloo processes against a plain torch loop in one process on the same
+global batches with the same noise (each slice's from its rank's stream): the weights after 100
+updates within 1e-5, with one and with several mini-batches a Lightning step; the same loop with
+one stream for both slices lies far from DDP (each rank draws its own noise). A DDP run of
+``dsm-torch fit`` writes a checkpoint that resumes in one process and a weight file the JAX side
+samples from.
+
 JAX on two forced host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=2``) and as
 two processes joined by ``jax.distributed`` (gloo collectives on the CPU), each against the same
 run on one device: the weights after 100 updates within 1e-5, the samplers' states after 1000
@@ -89,3 +96,45 @@ def test_jax_sharded_sampling_like_one_device(tmp_path):
     for name in ("pc", "langevin"):  # the PC sampler's own noise; Langevin's noise given
         assert np.all(np.isfinite(one[name])) and np.abs(one[name]).max() < 50  # chains that stayed in range
         assert np.max(np.abs(one[name] - two[name])) <= STATES_BOUND, name
+
+
+@pytest.fixture(scope="module")
+def torch_reference(tmp_path_factory) -> dict[str, np.ndarray]:
+    """The plain one-process loop computing what two DDP ranks compute."""
+    return _run("torch-reference", tmp_path_factory.mktemp("ddp") / "ref.npz", "--devices", "2")
+
+
+@pytest.mark.parametrize("batches_per_step", [1, 4])
+def test_lightning_ddp_two_processes_train_like_one(torch_reference, tmp_path, batches_per_step):
+    ddp = _run("torch-train", tmp_path / "ddp.npz", "--devices", "2", "--batches-per-step", str(batches_per_step))
+    assert int(ddp["devices"]) == 2 and int(ddp["steps"]) == int(torch_reference["steps"]) == 100
+    assert _max_weight_difference(torch_reference, ddp) <= WEIGHTS_BOUND
+
+
+def test_lightning_ddp_ranks_draw_their_own_noise(torch_reference, tmp_path):
+    same = _run("torch-reference", tmp_path / "same.npz", "--devices", "2", "--same-noise")
+    assert _max_weight_difference(torch_reference, same) > 100 * WEIGHTS_BOUND
+
+
+def test_lightning_ddp_run_resumes_in_one_process_and_samples_in_jax(tmp_path):
+    run = tmp_path / "run"
+    tiny = ["--config", str(REPO / "configs" / "seed.yaml"), "--model.sampler.n_chains=64",
+            "--model.sampler.langevin.n_steps=20", "--model.sampler.trajectory_steps=0", "--quiet=true",
+            f"--trainer.default_root_dir={run}"]
+    env = _env(XLA_FLAGS="")
+    fit = [sys.executable, "-m", "torch_dsm.cli", "fit", *tiny]
+    proc = subprocess.run([*fit, "--trainer.max_epochs=2", "--trainer.devices=2", "--trainer.strategy=ddp",
+                           "--trainer.accelerator=cpu"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 2 * 38  # global batches of 8: 38 a epoch
+    proc = subprocess.run([*fit, "--trainer.max_epochs=3", "--ckpt_path=last"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 3 * 38
+    proc = subprocess.run([sys.executable, "-m", "jax_dsm.cli", "sample", "--weights", str(run / "weights.safetensors"),
+                           f"--out={tmp_path / 'jax'}", "--quiet=true"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert np.isfinite(np.load(tmp_path / "jax" / "samples.npy")).all()

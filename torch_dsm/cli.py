@@ -202,6 +202,8 @@ class DSMLightningCLI(LightningCLI):
         ckpt = self.config.fit.get("ckpt_path")
         self._threads = self.config.fit.get("torch_threads")
         torch.set_num_threads(choose_threads(self.datamodule.batch_size, self._threads))
+        if not self.trainer.is_global_zero:  # a DDP process launched by the first one, which checked and writes
+            return
         check_run_dir(self.trainer.default_root_dir, "torch", bool(self.config.fit.get("overwrite")), ckpt is not None)
         # Lightning only warns and trains from scratch when "last" finds nothing; say so instead
         # (the JAX twin's Trainer.fit does the same).
@@ -229,6 +231,9 @@ class DSMLightningCLI(LightningCLI):
         """``Trainer.fit``, with the run directory marked ``running``/``training`` meanwhile
         (``dsm_common.files``); Lightning's own Ctrl-C handling (shutdown, then exit status 1)
         comes back as the KeyboardInterrupt both command lines answer alike."""
+        if not self.trainer.is_global_zero:  # another DDP process: it trains; the first one writes
+            self.trainer.fit(model, **kwargs)
+            return
         with run_phase(self.trainer.default_root_dir, "training", framework="torch", command="fit"):
             try:
                 self.trainer.fit(model, **kwargs)

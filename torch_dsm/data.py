@@ -9,6 +9,13 @@ K ``(x,)`` tuples; the epoch's order and batch boundaries are unchanged). The ``
 takes one optimiser step per mini-batch inside a single Lightning step, so the Trainer's fixed
 cost per step is paid once per K updates. ``dsm-torch fit`` uses K = 64 by default
 (``torch_dsm.cli.data_defaults``); the class itself defaults to K = 1, Lightning's usual loop.
+
+Under DDP (``trainer.devices`` × ``trainer.num_nodes`` = R > 1 processes; docs/scale.md) an
+epoch's batches are the same ``data.batch_size``-point global batches as in one process (every
+process draws the same permutation: ``seed_everything`` seeds them alike) and each process takes
+its slice of every global batch (``rank_slice``), with the global batch's size beside it, so the
+module can weigh its loss to make DDP's gradient average the gradient of the global batch
+(``DSMModule.loss``). The sampler is a ``DistributedSampler``, which Lightning leaves in place.
 """
 
 from __future__ import annotations
@@ -18,11 +25,20 @@ from typing import Optional, Union
 import lightning as L
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
 
 from dsm_common.datasets import check_batch_size, load_dataset
 from dsm_common.validation import check_positive_int
 
-__all__ = ["DSMDataModule"]
+__all__ = ["DSMDataModule"]  # rank_slice: DDP only (JAX splits batches through its mesh)
+
+
+def rank_slice(batch: list[int], ranks: int, rank: int) -> list[int]:
+    """Process ``rank``'s part of a global batch of indices split across ``ranks`` processes:
+    consecutive slices of sizes differing by at most one (``numpy.array_split``'s), in rank order."""
+    size, extra = divmod(len(batch), ranks)
+    start = rank * size + min(rank, extra)
+    return batch[start : start + size + (rank < extra)]
 
 
 class DSMDataModule(L.LightningDataModule):
@@ -68,6 +84,11 @@ class DSMDataModule(L.LightningDataModule):
         self.points = torch.from_numpy(self.data.points)  # (N, 2) float32, training space
 
     def train_dataloader(self) -> DataLoader:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:  # DDP: this process's slice of every batch
+            sampler = _RankBatches(len(self.points), self.batch_size, self.hparams.shuffle, self.batches_per_step,
+                                   trainer.world_size, trainer.global_rank)
+            return DataLoader(_RankGroups(self.points, self.batches_per_step), sampler=sampler, batch_size=None)
         data = TensorDataset(self.points)
         order = RandomSampler(data) if self.hparams.shuffle else SequentialSampler(data)
         batches = BatchSampler(order, self.batch_size, drop_last=False)
@@ -87,6 +108,47 @@ class _Groups(Dataset):
 
     def __getitem__(self, groups: list[list[int]]) -> list[tuple[torch.Tensor]]:
         return [(self.points[idx],) for idx in groups]
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+class _RankBatches(DistributedSampler):
+    """One process's items of a DDP epoch: its ``rank_slice`` of each global batch, with the
+    global batch's size; K > 1 (``batches_per_step``) groups K of them into one item. A
+    ``DistributedSampler`` so that Lightning does not wrap it in one of its own."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, group: int, ranks: int, rank: int):
+        # DistributedSampler.__init__ is not called: it wants a dataset and draws its own order.
+        self.n, self.batch_size, self.shuffle, self.group = n, batch_size, shuffle, group
+        self.num_replicas, self.rank, self.epoch = ranks, rank, 0
+
+    def __iter__(self):
+        # The same permutation in every process, drawn as one process's RandomSampler draws it.
+        order = RandomSampler(range(self.n)) if self.shuffle else SequentialSampler(range(self.n))
+        items = [(rank_slice(b, self.num_replicas, self.rank), len(b)) for b in BatchSampler(order, self.batch_size, False)]
+        if self.group == 1:
+            yield from items
+        else:
+            yield from (items[i : i + self.group] for i in range(0, len(items), self.group))
+
+    def __len__(self) -> int:
+        batches = -(-self.n // self.batch_size)
+        return -(-batches // self.group)
+
+
+class _RankGroups(Dataset):
+    """Maps a ``_RankBatches`` item to ``(points[idx], global batch size)`` (or a list of them)."""
+
+    def __init__(self, points: torch.Tensor, group: int):
+        self.points, self.group = points, group
+
+    def _batch(self, item) -> tuple[torch.Tensor, torch.Tensor]:
+        idx, size = item
+        return self.points[idx], torch.tensor(size)
+
+    def __getitem__(self, item):
+        return self._batch(item) if self.group == 1 else [self._batch(i) for i in item]
 
     def __len__(self) -> int:
         return len(self.points)

@@ -167,6 +167,7 @@ class DSMModule(L.LightningModule):
         self._epoch_steps = 0
         self._plain_backward = False  # set in setup()
         self.ema = StepEMA(ema_decay) if ema_decay is not None else None
+        self._noise_rng: torch.Generator | None = None  # DDP: this rank's noise stream (loss)
 
     def configure_callbacks(self):
         """The weight average (``StepEMA``), when ``ema_decay`` is set."""
@@ -212,24 +213,42 @@ class DSMModule(L.LightningModule):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(x, sigma)
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, global_size: torch.Tensor | None = None) -> torch.Tensor:
         """The training loss of one batch ``x`` (B, 2), noise drawn from torch's default generator
-        of ``x``'s device (the stream ``seed_everything`` seeds)."""
+        of ``x``'s device (the stream ``seed_everything`` seeds).
+
+        Under DDP (R processes), ``x`` is this process's slice of a global batch of
+        ``global_size`` points and the noise comes from this process's own generator (seeded
+        ``torch.initial_seed() + global_rank``: each rank its own stream). The loss is weighed so
+        that DDP's average of the R gradients is the gradient of the global batch's loss: R × the
+        slice's loss for ``sum``, R·B_r/B × it for ``mean``.
+        """
         m = self.methods
-        return OBJECTIVES[m.objective](self.model, x, self.sigmas, m.settings, self.hparams.reduction,
-                                       rng=default_generator(x.device))
+        ranks = self.trainer.world_size if self._trainer is not None else 1
+        rng = default_generator(x.device) if ranks == 1 else self._rank_generator(x.device)
+        loss = OBJECTIVES[m.objective](self.model, x, self.sigmas, m.settings, self.hparams.reduction, rng=rng)
+        if ranks == 1 or global_size is None:
+            return loss
+        weight = ranks if self.hparams.reduction == "sum" else ranks * len(x) / float(global_size)
+        return loss * weight
+
+    def _rank_generator(self, device: torch.device) -> torch.Generator:
+        """This DDP process's noise generator, seeded ``torch.initial_seed() + global_rank``."""
+        if self._noise_rng is None or self._noise_rng.device != device:
+            self._noise_rng = torch.Generator(device).manual_seed(torch.initial_seed() + self.global_rank)
+        return self._noise_rng
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
         if self.automatic_optimization:
-            (x,) = batch  # (B, 2)
-            loss = self.loss(x)
+            x, *size = batch  # (B, 2); under DDP the global batch's size too
+            loss = self.loss(x, *size)
             self._accumulate(loss)
             return loss
         # batches_per_step > 1: a list of mini-batches, one SGD step each, as in a plain loop.
         opt, sched = self.optimizers(), self.lr_schedulers()
-        for (x,) in batch:
+        for x, *size in batch:
             opt.zero_grad()
-            loss = self.loss(x)
+            loss = self.loss(x, *size)
             if self._plain_backward:
                 loss.backward()  # fp32, one device: what manual_backward would do, minus its hooks
             else:
@@ -253,8 +272,13 @@ class DSMModule(L.LightningModule):
 
     @property
     def epoch_loss(self) -> float:
-        """Mean batch loss of the epoch so far (of the epoch just finished, at its end)."""
-        return (self._epoch_sum / max(self._epoch_steps, 1)).item()
+        """Mean batch loss of the epoch so far (of the epoch just finished, at its end). Under DDP
+        the mean over the ranks of their weighed losses (``loss``): the global batches' loss, as
+        in one process."""
+        mean = self._epoch_sum / max(self._epoch_steps, 1)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            mean = self.trainer.strategy.reduce(mean, reduce_op="mean")
+        return mean.item()
 
     def on_train_epoch_end(self) -> None:
         mean = self.epoch_loss
@@ -268,7 +292,7 @@ class DSMModule(L.LightningModule):
         # For callbacks (a ModelCheckpoint monitoring it) without a logger row of its own: the
         # loggers get one row an epoch with the optimiser steps as its step (Lightning's own step
         # would count grouped mini-batches as one), the format of dsm_common.logs.
-        self.log("train_loss", mean, logger=False)
+        self.log("train_loss", mean, logger=False, sync_dist=self.trainer.world_size > 1)  # equal on every rank
         self._log_epochs([mean], self.current_epoch)
 
     def on_train_start(self) -> None:
