@@ -138,3 +138,13 @@ def test_lightning_ddp_run_resumes_in_one_process_and_samples_in_jax(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert np.isfinite(np.load(tmp_path / "jax" / "samples.npy")).all()
+
+
+def test_rank_slices_partition_a_batch_in_order():
+    from torch_dsm.data import rank_slice
+
+    for size in (1, 4, 7, 30):
+        for ranks in (1, 2, 3):
+            parts = [rank_slice(list(range(size)), ranks, r) for r in range(ranks)]
+            assert sum(parts, []) == list(range(size))  # every index once, in order
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1

@@ -225,6 +225,8 @@ class DSMModule(L.LightningModule):
         """
         m = self.methods
         ranks = self.trainer.world_size if self._trainer is not None else 1
+        if ranks > 1 and len(x) == 0:  # a short last batch with fewer points than ranks: no share of it
+            return sum(p.sum() for p in self.model.parameters()) * 0.0  # zero gradients, for DDP's all-reduce
         rng = default_generator(x.device) if ranks == 1 else self._rank_generator(x.device)
         loss = OBJECTIVES[m.objective](self.model, x, self.sigmas, m.settings, self.hparams.reduction, rng=rng)
         if ranks == 1 or global_size is None:
