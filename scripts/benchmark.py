@@ -32,6 +32,11 @@ Rows of the main table (training: ``--epochs`` epochs of batch 8 on the 300-poin
 - plain torch loop: randperm each epoch, index batches of 8, ``torch_dsm.losses.dsm_loss``, SGD.
 - jax_dsm langevin cold / warm: ``jax_dsm.sampling.langevin`` with and without compilation.
 - torch_dsm langevin: ``torch_dsm.sampling.langevin``, eager.
+
+Two more tables run each measurement in a fresh process (scripts/bench_devices.py): one device
+against two (JAX's ``Trainer.fit`` and compiled Langevin on 1 and 2 XLA host devices, Lightning on
+1 process and DDP on 2), and whole jobs (the notebook's code as a script against ``dsm-jax fit``
+and ``dsm-torch fit`` on configs/seed.yaml, interpreter start, imports and outputs included).
 """
 
 from __future__ import annotations
@@ -524,6 +529,89 @@ def bench_memory(args) -> str:
     return markdown_table(MEMORY_HEADER, cells)
 
 
+# ----------------------------------------------------------------------------- devices and whole jobs
+
+DEVICES_HEADER = ["work", "method", "devices", "compile", "total s (median)", "× 1 device"]
+JOB_HEADER = ["job", "total s (median)", "× notebook"]
+
+
+def _worker(*args: str, devices: int = 1) -> dict:
+    """One run of scripts/bench_devices.py in a fresh process; its JSON line."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}" if devices > 1 else "",
+           "BENCH_TORCH_THREADS": str(torch.get_num_threads())}
+    cmd = [sys.executable, str(Path(__file__).with_name("bench_devices.py")), *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bench_devices(args) -> str:
+    """One and two devices on both sides, each run a fresh process (scripts/bench_devices.py), the
+    rows taking turns within every round: JAX ``Trainer.fit`` on 1 device and on 2 forced host
+    devices (compilation included), JAX's compiled Langevin with its chains on 1 and 2 devices
+    (cold and warm), Lightning with the ``dsm-torch fit`` defaults on 1 process and DDP on 2 gloo
+    processes (the launch of the second inside the time)."""
+    epochs, steps, chains = str(args.epochs), str(args.steps), str(args.chains)
+    cases = [("jax train", n, lambda n=n: _worker("jax-train", str(n), epochs, devices=n)) for n in (1, 2)]
+    cases += [("jax sample", n, lambda n=n: _worker("jax-sample", str(n), chains, steps, devices=n)) for n in (1, 2)]
+    cases += [("torch train", n, lambda n=n: _worker("torch-train", str(n), epochs)) for n in (1, 2)]
+    results: dict[tuple[str, int], list[dict]] = {(name, n): [] for name, n, _ in cases}
+    for i in range(args.warmup + args.repeats):
+        for name, n, fn in cases:
+            res = fn()
+            if i >= args.warmup:
+                results[(name, n)].append(res)
+            log(f"  devices {name} on {n}: {res}")
+
+    def median(name, n, key):
+        return statistics.median(r[key] for r in results[(name, n)])
+
+    rows = []
+    specs = [("jax train", "seconds", "train", "jax_dsm Trainer.fit", "included"),
+             ("jax sample", "cold", "sample", "jax_dsm langevin, cold", "included"),
+             ("jax sample", "warm", "sample", "jax_dsm langevin, warm", "excluded"),
+             ("torch train", "seconds", "train", "Lightning, dsm-torch fit defaults (DDP on 2)", "eager")]
+    for name, key, task, method, compile in specs:
+        one = median(name, 1, key)
+        for n in (1, 2):
+            t = median(name, n, key)
+            rows.append([task, method, str(n), compile, f"{t:.3f}", f"{one / t:.2f}"])
+    return markdown_table(DEVICES_HEADER, rows)
+
+
+def bench_jobs(args) -> str:
+    """Whole jobs as fresh processes, timed from the outside (interpreter start, imports, outputs
+    included): the notebook's code as a script (scripts/bench_devices.py notebook-job) against
+    ``dsm-jax fit`` and ``dsm-torch fit`` on configs/seed.yaml at the same sizes, rows taking turns."""
+    sizes = [f"--trainer.max_epochs={args.epochs}", f"--model.sampler.langevin.n_steps={args.steps}",
+             f"--model.sampler.n_chains={args.chains}", "--quiet=true"]
+    if args.quick:
+        sizes += ["--model.sampler.trajectory_steps=200", "--model.sampler.trajectory_keep_every=10"]
+    env = {**os.environ, "XLA_FLAGS": ""}
+    with tempfile.TemporaryDirectory(prefix="dsm-jobs-") as tmp:
+        def job(cmd):
+            def run():
+                subprocess.run(cmd, check=True, env=env, capture_output=True, text=True, cwd=ROOT)
+            return run
+
+        def fresh(prog):
+            return [sys.executable, "-m", f"{prog}_dsm.cli", "fit", "--config", str(ROOT / "configs" / "seed.yaml"),
+                    *sizes, "--overwrite=true", f"--trainer.default_root_dir={tmp}/{prog}"]
+
+        notebook = "notebook's code as a script (its imports, training, sampling, a scatter plot)"
+        cases = [
+            (notebook, None, job([sys.executable, str(Path(__file__).with_name("bench_devices.py")), "notebook-job",
+                                  str(args.epochs), str(args.chains), str(args.steps), f"{tmp}/notebook"]), None),
+            ("dsm-jax fit --config configs/seed.yaml (weights, samples, metrics, figures)", None, job(fresh("jax")), None),
+            ("dsm-torch fit --config configs/seed.yaml (the same files)", None, job(fresh("torch")), None),
+        ]
+        medians = timeit_rounds(cases, args.repeats, args.warmup)
+    base = medians[notebook]
+    rows = [[name, f"{t:.2f}", f"{base / t:.2f}"] for name, t in medians.items()]
+    for row in rows:
+        log(f"  job {row[0][:60]:<60} {row[1]} s")
+    return markdown_table(JOB_HEADER, rows)
+
+
 # ----------------------------------------------------------------------------- scaling
 
 
@@ -633,7 +721,7 @@ def machine_info(peak: float, args) -> list[str]:
     ]
 
 
-def report(args, peak, rows, memory, scaling, threads=None) -> str:
+def report(args, peak, rows, memory, scaling, threads=None, devices=None, jobs=None) -> str:
     parts = ["## Benchmark: the reference recipe, every way", "", *machine_info(peak, args), ""]
     if rows:
         parts += [main_table(rows, peak), "",
@@ -651,6 +739,16 @@ def report(args, peak, rows, memory, scaling, threads=None) -> str:
                   "Medians of the same work at 1 thread and at torch's default, in alternation; busy = as many "
                   "spinning processes as cores meanwhile. dsm-torch picks = torch_dsm.cli.choose_threads for that "
                   "batch size or chain count (--torch_threads or OMP_NUM_THREADS override it).", ""]
+    if devices:
+        parts += ["### One device and two: each run a fresh process", "", devices, "",
+                  "JAX's two devices are XLA host devices splitting this CPU "
+                  "(XLA_FLAGS=--xla_force_host_platform_device_count=2), the batch and the chains split across them; "
+                  "Lightning's two are DDP processes over gloo, each with its slice of every global batch. Times "
+                  "start after the imports; × 1 device = the same row's 1-device time / this time.", ""]
+    if jobs:
+        parts += ["### Whole jobs: a fresh process each, imports and outputs included", "", jobs, "",
+                  "Timed from the outside, interpreter start included, at the sizes above; × notebook = the "
+                  "notebook script's time / the row's.", ""]
     if scaling:
         parts += ["### Scaling (compilation excluded)", "", scaling, "",
                   "jax_dsm: compiled `langevin` and `make_train_chunk` loop; torch: `torch_dsm.sampling.langevin` "
@@ -677,8 +775,9 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before the repeats")
     p.add_argument("--matmul", type=int, default=2048, help="size of the matmul that measures the ceiling")
-    p.add_argument("--only", nargs="+", choices=["train", "sample", "memory", "scaling", "threads"],
-                   help="run only these parts (default: train sample memory threads, plus scaling with --scaling)")
+    p.add_argument("--only", nargs="+", choices=["train", "sample", "memory", "scaling", "threads", "devices", "jobs"],
+                   help="run only these parts (default: train sample memory threads devices jobs, plus scaling with "
+                        "--scaling)")
     p.add_argument("--thread-epochs", type=int, default=50, help="training epochs of the thread-count table")
     p.add_argument("--thread-steps", type=int, default=2000, help="Langevin steps of the thread-count table")
     p.add_argument("--thread-chains", type=int, nargs="+", default=[100, 1000, 4000, 16000],
@@ -700,7 +799,8 @@ def parse_args(argv=None):
             if getattr(args, k) == p.get_default(k):
                 setattr(args, k, v)
     args.scaling_sizes = QUICK_SCALING if args.quick else FULL_SCALING
-    default_parts = ["train", "sample", "memory", "threads"] + (["scaling"] if args.scaling or args.scaling_png else [])
+    default_parts = ["train", "sample", "memory", "threads", "devices", "jobs"]
+    default_parts += ["scaling"] if args.scaling or args.scaling_png else []
     args.parts = set(args.only or default_parts)
     return args
 
@@ -728,6 +828,13 @@ def main(argv=None) -> None:
     if "threads" in args.parts:
         log(f"thread counts ... ({time.perf_counter() - t0:.0f} s so far)")
         threads = bench_threads(args)
+    devices = jobs = None
+    if "devices" in args.parts:
+        log(f"one device and two ... ({time.perf_counter() - t0:.0f} s so far)")
+        devices = bench_devices(args)
+    if "jobs" in args.parts:
+        log(f"whole jobs ... ({time.perf_counter() - t0:.0f} s so far)")
+        jobs = bench_jobs(args)
     if "scaling" in args.parts:
         log(f"scaling ... ({time.perf_counter() - t0:.0f} s so far)")
         scaling, curves = bench_scaling(args, peak)
@@ -735,7 +842,7 @@ def main(argv=None) -> None:
             plot_scaling(curves, peak, args.scaling_png)
             log(f"scaling curves: {args.scaling_png}")
     log(f"done in {time.perf_counter() - t0:.0f} s")
-    text = report(args, peak, rows, memory, scaling, threads)
+    text = report(args, peak, rows, memory, scaling, threads, devices, jobs)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

@@ -159,3 +159,27 @@ def test_quick_thread_table():
         small = not r["work"].endswith("2000 chains")
         expected = default if os.environ.get("OMP_NUM_THREADS") or not small else "1"
         assert r["dsm-torch picks"] == expected, r
+
+
+DEVICES_HEADER = ["work", "method", "devices", "compile", "total s (median)", "× 1 device"]
+JOB_HEADER = ["job", "total s (median)", "× notebook"]
+
+
+@pytest.mark.slow
+def test_quick_devices_and_jobs():
+    """One device against two on both sides, and the whole jobs: every row present, 1-device
+    rows at ratio 1, the notebook's job at ratio 1. Slow: a dozen fresh processes, DDP among them."""
+    found = tables(run_benchmark("--only", "devices", "jobs"))
+    assert set(found) == {"work", "job"}, f"unexpected tables: {sorted(found)}"
+    devices = check_shape(found["work"], DEVICES_HEADER)
+    assert sorted((r["method"], r["devices"]) for r in devices) == sorted(
+        (m, n) for m in ("jax_dsm Trainer.fit", "jax_dsm langevin, cold", "jax_dsm langevin, warm",
+                         "Lightning, dsm-torch fit defaults (DDP on 2)") for n in ("1", "2"))
+    for r in devices:
+        assert number(r["total s (median)"]) > 0 and number(r["× 1 device"]) > 0, r
+        if r["devices"] == "1":
+            assert number(r["× 1 device"]) == 1.0, r
+    jobs = check_shape(found["job"], JOB_HEADER)
+    assert len(jobs) == 3 and jobs[0]["job"].startswith("notebook") and number(jobs[0]["× notebook"]) == 1.0
+    for r in jobs:
+        assert number(r["total s (median)"]) > 0, r

@@ -1,0 +1,174 @@
+"""One timed run in a process of its own (a helper of ``benchmark.py``'s devices and whole-job tables).
+
+    python scripts/bench_devices.py jax-train DEVICES EPOCHS        # Trainer.fit, compilation included
+    python scripts/bench_devices.py jax-sample DEVICES CHAINS STEPS  # compiled Langevin, cold and warm
+    python scripts/bench_devices.py torch-train DEVICES EPOCHS       # Lightning, dsm-torch fit defaults (DDP for 2+)
+    python scripts/bench_devices.py notebook-job EPOCHS CHAINS STEPS OUT_DIR
+
+A device count is fixed when a framework starts (JAX's host devices by ``XLA_FLAGS``; DDP
+launches its own processes), hence one process a run. The first three print one JSON line with
+the seconds of the timed part (after the imports, as ``benchmark.py``'s main table times it).
+``notebook-job`` is the notebook's code run as a script, for the whole-job rows (timed from the
+outside, interpreter start and imports included): its imports, the 300 points, training one
+``jax.jit`` step per batch fed by a torch ``DataLoader``, sampling one jitted Langevin step per
+step with every state kept, and a scatter plot of the samples saved as a PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def jax_train(devices: int, epochs: int) -> dict:
+    import tempfile
+
+    import jax
+
+    from jax_dsm.data import DSMDataModule
+    from jax_dsm.module import DSMModule
+    from jax_dsm.trainer import Trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        trainer = Trainer(max_epochs=epochs, enable_progress_bar=False, default_root_dir=tmp, devices=devices)
+        state = trainer.fit(DSMModule(), DSMDataModule())
+        jax.block_until_ready(state.params)
+        return {"seconds": time.perf_counter() - t0}
+
+
+def jax_sample(devices: int, chains: int, steps: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.tree_util import Partial
+
+    from jax_dsm.models import ScoreMLP
+    from jax_dsm.sampling import langevin
+    from jax_dsm.trainer import device_mesh, replicate, shard_rows
+
+    mesh = device_mesh(devices, None)
+    model = ScoreMLP((256, 256))
+    variables = replicate(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2))), mesh)
+    x0 = shard_rows(jnp.asarray(np.random.default_rng(0).standard_normal((chains, 2)), jnp.float32), mesh)
+    score = Partial(model.apply, variables)
+    times = []
+    for _ in range(2):  # cold (compilation included), then warm
+        t0 = time.perf_counter()
+        x, _ = langevin(score, x0, 0.01, steps, rng=jax.random.PRNGKey(1))
+        jax.block_until_ready(x)
+        times.append(time.perf_counter() - t0)
+    return {"cold": times[0], "warm": times[1], "spread": len(x.sharding.device_set)}
+
+
+def torch_train(devices: int, epochs: int) -> dict | None:
+    import logging
+    import os
+    import tempfile
+    import warnings
+
+    import lightning as L
+    import torch
+
+    import torch_dsm.cli
+    from torch_dsm.data import DSMDataModule
+    from torch_dsm.module import DSMModule
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    if os.environ.get("BENCH_TORCH_THREADS"):  # benchmark.py's torch thread count
+        torch.set_num_threads(int(os.environ["BENCH_TORCH_THREADS"]))
+    L.seed_everything(0, verbose=False)
+    root = tempfile.mkdtemp()
+    trainer = L.Trainer(**torch_dsm.cli.trainer_defaults(), max_epochs=epochs, accelerator="cpu", devices=devices,
+                        strategy="ddp" if devices > 1 else "auto", default_root_dir=root)
+    module, dm = DSMModule(), DSMDataModule(**torch_dsm.cli.data_defaults())
+    t0 = time.perf_counter()
+    trainer.fit(module, dm)  # DDP: the launch of the other process is inside, as a user pays it
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "world_size": trainer.world_size} if trainer.is_global_zero else None
+
+
+def notebook_job(epochs: int, chains: int, steps: int, out_dir: str) -> None:
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import optax
+    import torch
+    from flax.training.train_state import TrainState
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from dsm_common.datasets import load_dataset
+
+    sigma, lr, batch, eps = 3.0, 1e-5, 8, 0.01
+    points = load_dataset("seed_mixture").points  # the 300 points
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.relu(nn.Dense(256)(x))
+            x = nn.relu(nn.Dense(256)(x))
+            return nn.Dense(2)(x)
+
+    @jax.jit
+    def train_step(state, x, key):
+        def loss_fn(params):
+            z = jax.random.normal(key, x.shape)
+            return jnp.sum((state.apply_fn({"params": params}, x + sigma * z) + z / sigma) ** 2)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        return state.apply_gradients(grads=grads), loss
+
+    @jax.jit
+    def langevin_step(params, x, key):
+        z = jax.random.normal(key, x.shape)
+        return x + 0.5 * eps * MLP().apply(params, x) + jnp.sqrt(eps) * z
+
+    model = MLP()
+    state = TrainState.create(apply_fn=model.apply, params=model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))["params"],
+                              tx=optax.sgd(lr))
+    key = jax.random.PRNGKey(1)
+    loader = DataLoader(TensorDataset(torch.from_numpy(points)), batch_size=batch, shuffle=True)
+    for _ in range(epochs):
+        for (xb,) in loader:
+            key, sub = jax.random.split(key)
+            state, _ = train_step(state, jnp.asarray(xb.numpy()), sub)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((chains, 2)), jnp.float32)
+    states = []
+    for _ in range(steps):
+        key, sub = jax.random.split(key)
+        x = langevin_step({"params": state.params}, x, sub)
+        states.append(x)
+    samples = np.asarray(x)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.4, label="data")
+    ax.scatter(samples[:, 0], samples[:, 1], s=4, label="samples")
+    ax.legend()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    fig.savefig(Path(out_dir) / "samples.png", dpi=100)
+
+
+def main() -> None:
+    run, *rest = sys.argv[1:]
+    if run == "notebook-job":
+        notebook_job(int(rest[0]), int(rest[1]), int(rest[2]), rest[3])
+        return
+    ints = [int(v) for v in rest]
+    result = {"jax-train": jax_train, "jax-sample": jax_sample, "torch-train": torch_train}[run](*ints)
+    if result is not None:
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
