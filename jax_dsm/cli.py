@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -224,9 +225,33 @@ def sample_main(argv: list[str]) -> dict:
 COMMANDS = {"fit": fit_main, "train": fit_main, "sample": sample_main}  # train: an alias of fit
 
 
+def use_compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache for this process; return its folder (None: off).
+
+    The folder is ``JAX_COMPILATION_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/dsm-twins/jax``
+    (``~/.cache/dsm-twins/jax``). Every compiled function is kept, however quick its compilation
+    (``jax_persistent_cache_min_compile_time_secs`` 0 unless the environment sets it), so a later
+    run of the same shapes loads its compiled loops instead of compiling them again: the results
+    are the same, only the compile time goes. ``JAX_ENABLE_COMPILATION_CACHE=false`` (JAX's own
+    switch) turns it off. Call it before the first compilation.
+    """
+    if not jax.config.jax_enable_compilation_cache:
+        return None
+    folder = jax.config.jax_compilation_cache_dir
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "dsm-twins", "jax")
+        jax.config.update("jax_compilation_cache_dir", folder)
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``dsm-jax``: ``fit`` (alias ``train``) or ``sample``, as ``dsm-torch``."""
+    """Entry point of ``dsm-jax``: ``fit`` (alias ``train``) or ``sample``, as ``dsm-torch``.
+    JAX's persistent compilation cache is on (``use_compilation_cache``)."""
     words = sys.argv[1:] if argv is None else argv
+    use_compilation_cache()
     usage = f"usage: {PROG} {{fit,sample}} [--help] ...  (train: an alias of fit)"
     if words and words[0] in ("-h", "--help"):  # asked for: the usage on stdout, exit status 0
         print(usage)

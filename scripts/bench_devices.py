@@ -3,11 +3,14 @@
     python scripts/bench_devices.py jax-train DEVICES EPOCHS        # Trainer.fit, compilation included
     python scripts/bench_devices.py jax-sample DEVICES CHAINS STEPS  # compiled Langevin, cold and warm
     python scripts/bench_devices.py torch-train DEVICES EPOCHS       # Lightning, dsm-torch fit defaults (DDP for 2+)
+    python scripts/bench_devices.py notebook-train EPOCHS           # the notebook's training loop
     python scripts/bench_devices.py notebook-job EPOCHS CHAINS STEPS OUT_DIR
 
 A device count is fixed when a framework starts (JAX's host devices by ``XLA_FLAGS``; DDP
 launches its own processes), hence one process a run. The first three print one JSON line with
-the seconds of the timed part (after the imports, as ``benchmark.py``'s main table times it).
+the seconds of the timed part (after the imports, as ``benchmark.py``'s main table times it);
+with ``BENCH_COMPILATION_CACHE=1`` the JAX runs use the command line's persistent compilation
+cache (``jax_dsm.cli.use_compilation_cache``, in ``JAX_COMPILATION_CACHE_DIR``).
 ``notebook-job`` is the notebook's code run as a script, for the whole-job rows (timed from the
 outside, interpreter start and imports included): its imports, the 300 points, training one
 ``jax.jit`` step per batch fed by a torch ``DataLoader``, sampling one jitted Langevin step per
@@ -25,6 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _maybe_cache() -> None:
+    import os
+
+    if os.environ.get("BENCH_COMPILATION_CACHE") == "1":
+        from jax_dsm.cli import use_compilation_cache
+
+        use_compilation_cache()
+
+
 def jax_train(devices: int, epochs: int) -> dict:
     import tempfile
 
@@ -34,6 +46,7 @@ def jax_train(devices: int, epochs: int) -> dict:
     from jax_dsm.module import DSMModule
     from jax_dsm.trainer import Trainer
 
+    _maybe_cache()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         trainer = Trainer(max_epochs=epochs, enable_progress_bar=False, default_root_dir=tmp, devices=devices)
@@ -93,6 +106,17 @@ def torch_train(devices: int, epochs: int) -> dict | None:
     trainer.fit(module, dm)  # DDP: the launch of the other process is inside, as a user pays it
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "world_size": trainer.world_size} if trainer.is_global_zero else None
+
+
+def notebook_train(epochs: int) -> dict:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import benchmark  # its notebook's-way functions (the main table's row)
+    import numpy as np
+
+    points = benchmark.load_dataset("seed_mixture").points
+    t0 = time.perf_counter()
+    benchmark.notebook_train(np.asarray(points), epochs)
+    return {"seconds": time.perf_counter() - t0}
 
 
 def notebook_job(epochs: int, chains: int, steps: int, out_dir: str) -> None:
@@ -165,7 +189,8 @@ def main() -> None:
         notebook_job(int(rest[0]), int(rest[1]), int(rest[2]), rest[3])
         return
     ints = [int(v) for v in rest]
-    result = {"jax-train": jax_train, "jax-sample": jax_sample, "torch-train": torch_train}[run](*ints)
+    result = {"jax-train": jax_train, "jax-sample": jax_sample, "torch-train": torch_train,
+              "notebook-train": notebook_train}[run](*ints)
     if result is not None:
         print(json.dumps(result), flush=True)
 

@@ -579,16 +579,41 @@ def bench_devices(args) -> str:
 
 
 def bench_jobs(args) -> str:
-    """Whole jobs as fresh processes, timed from the outside (interpreter start, imports, outputs
-    included): the notebook's code as a script (scripts/bench_devices.py notebook-job) against
-    ``dsm-jax fit`` and ``dsm-torch fit`` on configs/seed.yaml at the same sizes, rows taking turns."""
+    """Fresh processes, the rows of each kind taking turns within every round:
+
+    - training after the imports (scripts/bench_devices.py): the notebook's way against
+      ``Trainer.fit`` with JAX's persistent compilation cache cold (emptied before every run) and
+      warm (filled by an untimed run first);
+    - whole jobs, timed from the outside (interpreter start, imports, outputs included): the
+      notebook's code as a script (scripts/bench_devices.py notebook-job) against ``dsm-jax fit``
+      with a cold and a warm cache and ``dsm-torch fit``, on configs/seed.yaml at the same sizes.
+
+    The warm cache is filled by one untimed run of each warm row before the rounds.
+    """
+    import shutil
+
     sizes = [f"--trainer.max_epochs={args.epochs}", f"--model.sampler.langevin.n_steps={args.steps}",
              f"--model.sampler.n_chains={args.chains}", "--quiet=true"]
     if args.quick:
         sizes += ["--model.sampler.trajectory_steps=200", "--model.sampler.trajectory_keep_every=10"]
-    env = {**os.environ, "XLA_FLAGS": ""}
+    worker = str(Path(__file__).with_name("bench_devices.py"))
     with tempfile.TemporaryDirectory(prefix="dsm-jobs-") as tmp:
-        def job(cmd):
+        cold_dir, warm_dir = f"{tmp}/cache-cold", f"{tmp}/cache-warm"
+        base_env = {**os.environ, "XLA_FLAGS": "", "BENCH_TORCH_THREADS": str(torch.get_num_threads())}
+        envs = {"cold": {**base_env, "JAX_COMPILATION_CACHE_DIR": cold_dir},
+                "warm": {**base_env, "JAX_COMPILATION_CACHE_DIR": warm_dir}, None: base_env}
+        seconds: dict[str, list[float]] = {}
+
+        def empty_cold():
+            shutil.rmtree(cold_dir, ignore_errors=True)
+
+        def timed_inside(name, cmd, env):  # the worker's own time, after its imports
+            def run():
+                out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True, cwd=ROOT).stdout
+                seconds.setdefault(name, []).append(json.loads(out.strip().splitlines()[-1])["seconds"])
+            return run
+
+        def job(cmd, env):
             def run():
                 subprocess.run(cmd, check=True, env=env, capture_output=True, text=True, cwd=ROOT)
             return run
@@ -597,18 +622,49 @@ def bench_jobs(args) -> str:
             return [sys.executable, "-m", f"{prog}_dsm.cli", "fit", "--config", str(ROOT / "configs" / "seed.yaml"),
                     *sizes, "--overwrite=true", f"--trainer.default_root_dir={tmp}/{prog}"]
 
-        notebook = "notebook's code as a script (its imports, training, sampling, a scatter plot)"
-        cases = [
-            (notebook, None, job([sys.executable, str(Path(__file__).with_name("bench_devices.py")), "notebook-job",
-                                  str(args.epochs), str(args.chains), str(args.steps), f"{tmp}/notebook"]), None),
-            ("dsm-jax fit --config configs/seed.yaml (weights, samples, metrics, figures)", None, job(fresh("jax")), None),
-            ("dsm-torch fit --config configs/seed.yaml (the same files)", None, job(fresh("torch")), None),
+        cache_env = {k: {**v, "BENCH_COMPILATION_CACHE": "1"} for k, v in envs.items() if k}
+        train_nb = "train: notebook's way (after the imports)"
+        train = [
+            (train_nb, None, timed_inside(train_nb, [sys.executable, worker, "notebook-train", str(args.epochs)],
+                                          base_env), None),
+            ("train: jax_dsm Trainer.fit, cold compilation cache", None,
+             timed_inside("train: jax_dsm Trainer.fit, cold compilation cache",
+                          [sys.executable, worker, "jax-train", "1", str(args.epochs)], cache_env["cold"]), empty_cold),
+            ("train: jax_dsm Trainer.fit, warm compilation cache", None,
+             timed_inside("train: jax_dsm Trainer.fit, warm compilation cache",
+                          [sys.executable, worker, "jax-train", "1", str(args.epochs)], cache_env["warm"]), None),
         ]
-        medians = timeit_rounds(cases, args.repeats, args.warmup)
-    base = medians[notebook]
-    rows = [[name, f"{t:.2f}", f"{base / t:.2f}"] for name, t in medians.items()]
+        train[2][2]()  # fill the warm cache (untimed, whatever --warmup says)
+        seconds[train[2][0]].pop()
+        for i in range(args.warmup + args.repeats):  # the workers time themselves
+            for name, _, fn, setup in train:
+                if setup is not None:
+                    setup()
+                fn()
+                if i < args.warmup:
+                    seconds[name].pop()
+        notebook = "job: notebook's code as a script (its imports, training, sampling, a scatter plot)"
+        jobs = [
+            (notebook, None, job([sys.executable, worker, "notebook-job", str(args.epochs), str(args.chains),
+                                  str(args.steps), f"{tmp}/notebook"], base_env), None),
+            ("job: dsm-jax fit --config configs/seed.yaml, cold compilation cache", None,
+             job(fresh("jax"), envs["cold"]), empty_cold),
+            ("job: dsm-jax fit --config configs/seed.yaml, warm compilation cache", None,
+             job(fresh("jax"), envs["warm"]), None),
+            ("job: dsm-torch fit --config configs/seed.yaml (the same files: weights, samples, metrics, figures)", None,
+             job(fresh("torch"), base_env), None),
+        ]
+        jobs[2][2]()  # the job's other compiled functions into the warm cache
+        medians = timeit_rounds(jobs, args.repeats, args.warmup)
+    rows = []
+    base = statistics.median(seconds[train_nb])
+    for name, *_ in train:
+        t = statistics.median(seconds[name])
+        rows.append([name, f"{t:.2f}", f"{base / t:.2f}"])
+    for name, t in medians.items():
+        rows.append([name, f"{t:.2f}", f"{medians[notebook] / t:.2f}"])
     for row in rows:
-        log(f"  job {row[0][:60]:<60} {row[1]} s")
+        log(f"  {row[0][:70]:<70} {row[1]} s")
     return markdown_table(JOB_HEADER, rows)
 
 
@@ -746,9 +802,11 @@ def report(args, peak, rows, memory, scaling, threads=None, devices=None, jobs=N
                   "Lightning's two are DDP processes over gloo, each with its slice of every global batch. Times "
                   "start after the imports; × 1 device = the same row's 1-device time / this time.", ""]
     if jobs:
-        parts += ["### Whole jobs: a fresh process each, imports and outputs included", "", jobs, "",
-                  "Timed from the outside, interpreter start included, at the sizes above; × notebook = the "
-                  "notebook script's time / the row's.", ""]
+        parts += ["### Fresh processes: training and whole jobs, cold and warm compilation cache", "", jobs, "",
+                  "train rows: timed inside the process, after its imports; job rows: timed from the outside, "
+                  "interpreter start, imports and outputs included; at the sizes above. Cold: JAX's persistent "
+                  "compilation cache emptied before every run; warm: filled by an untimed run first. × notebook = "
+                  "the notebook's row of the same kind / the row's.", ""]
     if scaling:
         parts += ["### Scaling (compilation excluded)", "", scaling, "",
                   "jax_dsm: compiled `langevin` and `make_train_chunk` loop; torch: `torch_dsm.sampling.langevin` "

@@ -366,3 +366,26 @@ def test_top_level_help_is_the_usage_with_status_0(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["fitt"])
     assert exit_.value.code == 2
+
+
+def test_compilation_cache_keeps_results_and_can_be_turned_off(tmp_path):
+    """``dsm-jax`` keeps its compiled functions in ``$XDG_CACHE_HOME/dsm-twins/jax``; a second run
+    loads them and writes the same samples; ``JAX_ENABLE_COMPILATION_CACHE=false`` writes none."""
+    def fit(name: str, **env: str) -> np.ndarray:
+        run = tmp_path / name
+        proc = subprocess.run([sys.executable, "-m", "jax_dsm.cli", "fit", "--config", CONFIG, *TINY, "--quiet=true",
+                               f"--trainer.default_root_dir={run}"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, env={k: v for k, v in {**ENV, **env}.items() if k != "JAX_COMPILATION_CACHE_DIR"})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return np.load(run / "samples.npy")
+
+    cache = tmp_path / "xdg" / "dsm-twins" / "jax"
+    first = fit("first", XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    entries = sorted(p.name for p in cache.iterdir())
+    assert len(entries) >= 3  # the training loop, the initialisation, the sampler at least
+    second = fit("second", XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    assert sorted(p.name for p in cache.iterdir()) == entries  # all loaded, none compiled anew
+    np.testing.assert_array_equal(first, second)
+    off = fit("off", XDG_CACHE_HOME=str(tmp_path / "xdg-off"), JAX_ENABLE_COMPILATION_CACHE="false")
+    assert not (tmp_path / "xdg-off" / "dsm-twins").exists()  # (matplotlib keeps its font cache there)
+    np.testing.assert_array_equal(first, off)
