@@ -45,7 +45,15 @@ from jax_dsm.losses import per_level_loss
 from jax_dsm.models import ScoreMLP
 from jax_dsm.module import DSMModule
 from jax_dsm.sampling import SAMPLERS
-from jax_dsm.trainer import Trainer, device_mesh, replicate, shard_rows, start_processes
+from jax_dsm.trainer import (
+    Trainer,
+    device_mesh,
+    first_process_says,
+    replicate,
+    shard_rows,
+    start_processes,
+    wait_for_all,
+)
 from jax_dsm.weights import load_weights, save_weights
 
 PROG = "dsm-jax"
@@ -149,19 +157,21 @@ def fit_main(argv: list[str]) -> dict:
         trainer.enable_progress_bar = False
     seed = int(cfg.seed_everything) if not isinstance(cfg.seed_everything, bool) else 0
     trainer.device_mesh(dm)  # the devices' checks, before anything is written
+    refusal, run_dir = None, None
+    if trainer.is_global_zero:
+        try:
+            run_dir = check_run(trainer, module, cfg)
+        except DSMInputError as err:
+            refusal = err
+    if trainer.num_nodes > 1 and first_process_says(refusal is not None) and refusal is None:
+        raise DSMInputError("the first process (JAX_PROCESS_ID=0) refused this run; its error line says why")
+    if refusal is not None:
+        raise refusal
     if not trainer.is_global_zero:  # another process of a multi-process run: it trains; the first writes
         trainer.enable_progress_bar = False
         trainer.fit(module, dm, seed=seed, ckpt_path=cfg.ckpt_path)
+        wait_for_all("dsm-jax fit: the run's files written")  # until the first process has sampled
         return {}
-    run_dir = check_run_dir(trainer.default_root_dir, "jax", cfg.overwrite, cfg.ckpt_path is not None)
-    if cfg.ckpt_path is not None:
-        path = trainer.checkpoint_path if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
-        if path.is_dir():
-            raise DSMInputError(f"--ckpt_path {path} is a folder, not a checkpoint file")
-        if not path.is_file():
-            hint = " (nothing to resume; drop --ckpt_path to start afresh)" if cfg.ckpt_path == "last" else ""
-            raise DSMInputError(f"checkpoint not found: {path}{hint}")  # the torch side's words
-        check_checkpoint(path, module, trainer.max_epochs)
     write_text_atomic(run_dir / "config.yaml", parser.dump(cfg, skip_validation=True))
 
     t0 = time.perf_counter()
@@ -180,10 +190,30 @@ def fit_main(argv: list[str]) -> dict:
     metrics = finish_run(run_dir, backend,
                          module.methods.sampler_name, module.settings_record(), dm.hparams, dm.data, module.sampler,
                          info, trainer.loss_history)
+    if trainer.num_nodes > 1:
+        wait_for_all("dsm-jax fit: the run's files written")
     if not cfg.quiet:
         print(f"run directory: {run_dir.resolve()}")
         print(summary_line(metrics))
     return metrics
+
+
+def check_run(trainer: Trainer, module: DSMModule, cfg) -> Path:
+    """The run folder and ``--ckpt_path``, checked before anything is written; the run folder.
+
+    Raises:
+        DSMInputError: a run that would be overwritten unasked, a missing or foreign checkpoint.
+    """
+    run_dir = check_run_dir(trainer.default_root_dir, "jax", cfg.overwrite, cfg.ckpt_path is not None)
+    if cfg.ckpt_path is not None:
+        path = trainer.checkpoint_path if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+        if path.is_dir():
+            raise DSMInputError(f"--ckpt_path {path} is a folder, not a checkpoint file")
+        if not path.is_file():
+            hint = " (nothing to resume; drop --ckpt_path to start afresh)" if cfg.ckpt_path == "last" else ""
+            raise DSMInputError(f"checkpoint not found: {path}{hint}")  # the torch side's words
+        check_checkpoint(path, module, trainer.max_epochs)
+    return run_dir
 
 
 def check_checkpoint(path: Path, module: DSMModule, max_epochs: int) -> None:
@@ -249,9 +279,11 @@ def use_compilation_cache() -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dsm-jax``: ``fit`` (alias ``train``) or ``sample``, as ``dsm-torch``.
-    JAX's persistent compilation cache is on (``use_compilation_cache``)."""
+    Run as the command line (``argv`` None), it turns JAX's persistent compilation cache on
+    (``use_compilation_cache``)."""
     words = sys.argv[1:] if argv is None else argv
-    use_compilation_cache()
+    if argv is None:  # the command line (not a caller's own process, e.g. a notebook or a test)
+        use_compilation_cache()
     usage = f"usage: {PROG} {{fit,sample}} [--help] ...  (train: an alias of fit)"
     if words and words[0] in ("-h", "--help"):  # asked for: the usage on stdout, exit status 0
         print(usage)

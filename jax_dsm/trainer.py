@@ -41,7 +41,8 @@ from jax_dsm.data import DSMDataModule, epoch_batches
 from jax_dsm.module import DSMModule
 from jax_dsm.sampling import chunk_length
 
-__all__ = ["Trainer", "make_train_chunk", "start_processes", "device_mesh", "replicate", "shard_rows"]
+__all__ = ["Trainer", "make_train_chunk", "start_processes", "device_mesh", "replicate", "shard_rows",
+           "first_process_says", "wait_for_all"]
 
 DATA_AXIS = "data"  # the mesh's one axis: batches and chains are split along it
 
@@ -97,6 +98,20 @@ def device_mesh(devices: int, num_nodes: int | None = 1) -> Mesh | None:
     else:
         chosen = [d for p in range(jax.process_count()) for d in jax.local_devices(process_index=p)[:devices]]
     return Mesh(np.array(chosen), (DATA_AXIS,)) if len(chosen) > 1 else None
+
+
+def first_process_says(flag: bool) -> bool:
+    """The first process's ``flag``, on every process of a multi-process run (each must call it)."""
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+
+
+def wait_for_all(name: str) -> None:
+    """A barrier of all the run's processes (each must call it with the same ``name``)."""
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
 
 
 def replicate(tree, mesh: Mesh | None):
@@ -241,7 +256,7 @@ class Trainer:
             payload = serialization.msgpack_restore(path.read_bytes())
             state = serialization.from_state_dict(state, payload["state"])
             state = jax.tree_util.tree_map(jnp.asarray, state)  # numpy leaves → arrays: no recompilation
-        except (ValueError, KeyError) as err:
+        except (ValueError, KeyError, OSError) as err:
             raise DSMInputError(f"{path}: not a checkpoint of this model ({err})") from None
         self.current_epoch = int(payload["epoch"])
         self.loss_history = [float(v) for v in np.atleast_1d(payload["loss_history"])]

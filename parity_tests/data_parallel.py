@@ -6,20 +6,22 @@ to an ``.npz`` file, and the tests compare the files:
 
     python -m parity_tests.data_parallel jax-train OUT --devices N [--num-nodes M]
     python -m parity_tests.data_parallel jax-sample OUT --devices N
-    python -m parity_tests.data_parallel torch-train OUT --devices N [--batches-per-step K]
-    python -m parity_tests.data_parallel torch-reference OUT --devices N [--same-noise]
+    python -m parity_tests.data_parallel torch-train OUT --devices N [--batches-per-step K] [--batch-size B] [--reduction R]
+    python -m parity_tests.data_parallel torch-reference OUT --devices N [--same-noise] [--batch-size B] [--reduction R]
 
 Training: the score SDE (VP) objective, which draws both a time and a noise vector per point,
 Adam 1e-3, 300 points in batches of 30, 10 epochs (100 updates), the same seed; the weights
-after the run are written. ``torch-train`` is Lightning's Trainer (DDP over N gloo processes
+after the run are written. The torch runs also take other batch sizes (uneven slices, a last
+batch with fewer points than ranks) and the ``sum`` reduction (with SGD 1e-4, which unlike Adam
+would show a wrongly scaled gradient). ``torch-train`` is Lightning's Trainer (DDP over N gloo processes
 for N > 1); ``torch-reference`` is a plain torch loop in one process that computes what N ranks
 would: every global batch split by ``rank_slice``, rank r's noise from a generator seeded
-``seed + r`` (``--same-noise``: every slice from the same seed, what DDP would compute had each
+``rank_noise_seed(seed, r)`` (``--same-noise``: every slice from rank 0's seed, what DDP would compute had each
 rank the same stream), the slices' losses weighed by their share of the batch.
 
 Sampling: a network trained for 2000 full-batch updates on one device (the same weights on every
-run), 64 chains, the PC sampler (Euler–Maruyama, 1000 steps) drawing its own noise, and
-1000 Langevin steps with the noise given.
+run), 64 chains, the PC sampler (Euler–Maruyama, 1000 steps) drawing its own noise,
+1000 Langevin steps with the noise given, and the probability-flow ODE's log-density of 64 points.
 """
 
 from __future__ import annotations
@@ -59,14 +61,18 @@ def jax_train(out: str, devices: int, num_nodes: int) -> None:
                  **_flat(jax.tree_util.tree_leaves(params)))
 
 
-def _torch_module():
+TORCH_OPTIMISERS = {"mean": ("adam", TRAIN["lr"]), "sum": ("sgd", 1e-4)}  # SGD: a wrong weight would show
+
+
+def _torch_module(reduction: str):
     from dsm_common.config import SDESettings
     from torch_dsm.module import DSMModule
 
-    return DSMModule(objective="sde", sde=SDESettings(kind="vp"), optimizer="adam", lr=TRAIN["lr"], reduction="mean")
+    optimizer, lr = TORCH_OPTIMISERS[reduction]
+    return DSMModule(objective="sde", sde=SDESettings(kind="vp"), optimizer=optimizer, lr=lr, reduction=reduction)
 
 
-def torch_train(out: str, devices: int, batches_per_step: int) -> None:
+def torch_train(out: str, devices: int, batches_per_step: int, batch_size: int, reduction: str) -> None:
     import lightning as L
     import torch
 
@@ -74,8 +80,8 @@ def torch_train(out: str, devices: int, batches_per_step: int) -> None:
 
     torch.set_num_threads(1)
     L.seed_everything(TRAIN["seed"], verbose=False)
-    dm = DSMDataModule(batch_size=TRAIN["batch_size"], batches_per_step=batches_per_step)
-    module = _torch_module()
+    dm = DSMDataModule(batch_size=batch_size, batches_per_step=batches_per_step)
+    module = _torch_module(reduction)
     trainer = L.Trainer(max_epochs=TRAIN["epochs"], accelerator="cpu", devices=devices,
                         strategy="ddp" if devices > 1 else "auto", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=out + ".run")
@@ -85,39 +91,43 @@ def torch_train(out: str, devices: int, batches_per_step: int) -> None:
                  **_flat(p.detach().numpy() for p in module.model.parameters()))
 
 
-def torch_reference(out: str, devices: int, same_noise: bool) -> None:
+def torch_reference(out: str, devices: int, same_noise: bool, batch_size: int, reduction: str) -> None:
     import lightning as L
     import torch
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
     from torch_dsm.data import DSMDataModule, rank_slice
     from torch_dsm.losses import OBJECTIVES
+    from torch_dsm.module import rank_noise_seed
 
     torch.set_num_threads(1)
     L.seed_everything(TRAIN["seed"], verbose=False)
-    dm = DSMDataModule(batch_size=TRAIN["batch_size"])
-    module = _torch_module()
+    dm = DSMDataModule(batch_size=batch_size)
+    module = _torch_module(reduction)
     module.sigmas.copy_(torch.as_tensor(module.methods.noise_levels(dm.data.points), dtype=torch.float32))
     methods = module.methods.resolved(dm.data.points)
-    opt = torch.optim.Adam(module.model.parameters(), lr=TRAIN["lr"])
+    optimizer, lr = TORCH_OPTIMISERS[reduction]
+    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(module.model.parameters(), lr=lr)
     seed = torch.initial_seed()
     if devices > 1:  # each DDP process re-seeds as it sets up (Lightning's reset_seed), after building the model
         torch.manual_seed(seed)
-    gens = [torch.Generator().manual_seed(seed + (0 if same_noise else r)) for r in range(devices)]
+    gens = [torch.Generator().manual_seed(rank_noise_seed(seed, 0 if same_noise else r)) for r in range(devices)]
     # The epoch's global batches of indices, drawn as a DataLoader draws them (its iterator's seed,
     # then the RandomSampler's, from the default generator), as in every DDP process
     indices = TensorDataset(torch.arange(len(dm.points)))
-    loader = DataLoader(indices, sampler=BatchSampler(RandomSampler(indices), TRAIN["batch_size"], False), batch_size=None)
+    loader = DataLoader(indices, sampler=BatchSampler(RandomSampler(indices), batch_size, False), batch_size=None)
     steps = 0
     for _ in range(TRAIN["epochs"]):
         for (batch,) in loader:
             batch = batch.tolist()
             opt.zero_grad()
             loss = 0.0
-            for r in range(devices):
+            for r in range(devices):  # the global batch's loss, slice by slice (an empty slice adds nothing)
                 x = dm.points[rank_slice(batch, devices, r)]
-                part = OBJECTIVES[methods.objective](module.model, x, module.sigmas, methods.settings, "mean", rng=gens[r])
-                loss = loss + part * (len(x) / len(batch))
+                if len(x):
+                    part = OBJECTIVES[methods.objective](module.model, x, module.sigmas, methods.settings, reduction,
+                                                         rng=gens[r])
+                    loss = loss + (part * (len(x) / len(batch)) if reduction == "mean" else part)
             loss.backward()
             opt.step()
             steps += 1
@@ -127,6 +137,7 @@ def torch_reference(out: str, devices: int, same_noise: bool) -> None:
 
 def jax_sample(out: str, devices: int) -> None:
     import jax
+    import jax.numpy as jnp
 
     from dsm_common.config import SamplerConfig, SDESettings
     from jax_dsm.cli import JaxBackend
@@ -153,8 +164,14 @@ def jax_sample(out: str, devices: int) -> None:
     score = backend._score()
     x_l = langevin(Partial(_at_sigma, score), backend_rows(backend, x0), 1e-3, N_STEPS,
                    noise=backend_rows(backend, noise, axis=1))[0]
+    from jax_dsm.trainer import shard_rows
+
+    spread = len(shard_rows(jnp.asarray(x0), backend.mesh).sharding.device_set)  # how JaxBackend places chains
+    points = np.random.default_rng(4).standard_normal((N_CHAINS, 2)).astype(np.float32) * 3
+    log_p, nfe = backend.likelihood(points, cfg.settings("ode"), seed=5)
     np.savez(out, devices=np.int32(1 if backend.mesh is None else backend.mesh.size),
-             spread=np.int32(len(x_l.sharding.device_set)), pc=np.asarray(x_pc), langevin=np.asarray(x_l))
+             spread=np.int32(len(x_l.sharding.device_set)), backend_spread=np.int32(spread), pc=np.asarray(x_pc),
+             langevin=np.asarray(x_l), log_p=log_p, nfe=np.int32(nfe))
 
 
 def _at_sigma(score, x):
@@ -184,15 +201,17 @@ def main() -> None:
     parser.add_argument("--num-nodes", type=int, default=1)
     parser.add_argument("--batches-per-step", type=int, default=1)
     parser.add_argument("--same-noise", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=TRAIN["batch_size"])
+    parser.add_argument("--reduction", choices=["mean", "sum"], default="mean")
     args = parser.parse_args()
     if args.run == "jax-train":
         jax_train(args.out, args.devices, args.num_nodes)
     elif args.run == "jax-sample":
         jax_sample(args.out, args.devices)
     elif args.run == "torch-train":
-        torch_train(args.out, args.devices, args.batches_per_step)
+        torch_train(args.out, args.devices, args.batches_per_step, args.batch_size, args.reduction)
     else:
-        torch_reference(args.out, args.devices, args.same_noise)
+        torch_reference(args.out, args.devices, args.same_noise, args.batch_size, args.reduction)
 
 
 if __name__ == "__main__":

@@ -89,31 +89,65 @@ def test_jax_two_processes_train_like_one(one_device, tmp_path):
     assert _max_weight_difference(one_device, two) <= WEIGHTS_BOUND
 
 
+def test_jax_processes_stop_together_when_the_first_refuses(tmp_path):
+    """A run the first process refuses (here: nothing to resume) stops the other one too, each in
+    one line, instead of leaving it waiting in the first collective."""
+    common = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}", "XLA_FLAGS": ""}
+    cmd = [sys.executable, "-m", "jax_dsm.cli", "fit", "--config", str(REPO / "configs" / "seed.yaml"),
+           "--trainer.num_nodes=2", "--ckpt_path=last", f"--trainer.default_root_dir={tmp_path / 'run'}"]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=_env(JAX_PROCESS_ID=str(i), **common), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errors = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, err[-2000:]
+        lines = [line for line in err.splitlines() if line.startswith("dsm-jax: error:")]
+        assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+        errors.append(lines[0])
+    assert "checkpoint not found" in errors[0] and "nothing to resume" in errors[0]
+    assert "the first process (JAX_PROCESS_ID=0) refused this run" in errors[1]
+
+
 def test_jax_sharded_sampling_like_one_device(tmp_path):
     one = _run("jax-sample", tmp_path / "one.npz", "--devices", "1")
     two = _run("jax-sample", tmp_path / "two.npz", "--devices", "2")
     assert int(one["devices"]) == 1 and int(two["devices"]) == int(two["spread"]) == 2
+    assert int(two["backend_spread"]) == 2  # the backend's own chains (and the likelihood's points) were split
     for name in ("pc", "langevin"):  # the PC sampler's own noise; Langevin's noise given
         assert np.all(np.isfinite(one[name])) and np.abs(one[name]).max() < 50  # chains that stayed in range
         assert np.max(np.abs(one[name] - two[name])) <= STATES_BOUND, name
+    assert np.all(np.isfinite(one["log_p"])) and int(one["nfe"]) > 10
+    assert np.max(np.abs(one["log_p"] - two["log_p"])) <= 1e-4  # the probability-flow ODE's log-density (nats)
 
 
-@pytest.fixture(scope="module")
-def torch_reference(tmp_path_factory) -> dict[str, np.ndarray]:
-    """The plain one-process loop computing what two DDP ranks compute."""
-    return _run("torch-reference", tmp_path_factory.mktemp("ddp") / "ref.npz", "--devices", "2")
+_REFERENCES: dict[tuple[int, str], dict[str, np.ndarray]] = {}
 
 
-@pytest.mark.parametrize("batches_per_step", [1, 4])
-def test_lightning_ddp_two_processes_train_like_one(torch_reference, tmp_path, batches_per_step):
-    ddp = _run("torch-train", tmp_path / "ddp.npz", "--devices", "2", "--batches-per-step", str(batches_per_step))
-    assert int(ddp["devices"]) == 2 and int(ddp["steps"]) == int(torch_reference["steps"]) == 100
-    assert _max_weight_difference(torch_reference, ddp) <= WEIGHTS_BOUND
+def _torch_reference(tmp_path: Path, batch_size: int = 30, reduction: str = "mean") -> dict[str, np.ndarray]:
+    """The plain one-process loop computing what two DDP ranks compute (cached per batch size and reduction)."""
+    key = (batch_size, reduction)
+    if key not in _REFERENCES:
+        _REFERENCES[key] = _run("torch-reference", tmp_path / f"ref-{batch_size}-{reduction}.npz", "--devices", "2",
+                                "--batch-size", str(batch_size), "--reduction", reduction)
+    return _REFERENCES[key]
 
 
-def test_lightning_ddp_ranks_draw_their_own_noise(torch_reference, tmp_path):
+@pytest.mark.parametrize("batches_per_step, batch_size, reduction", [
+    (1, 30, "mean"),  # slices of 15: 100 updates
+    (4, 29, "sum"),  # grouped mini-batches; slices of 15 and 14, a last batch of 10; SGD (110 updates)
+    (1, 299, "mean"),  # a last batch of 1 point: rank 1's slice is empty (20 updates)
+], ids=["even", "uneven-sum-grouped", "empty-slice"])
+def test_lightning_ddp_two_processes_train_like_one(tmp_path, batches_per_step, batch_size, reduction):
+    reference = _torch_reference(tmp_path, batch_size, reduction)
+    ddp = _run("torch-train", tmp_path / "ddp.npz", "--devices", "2", "--batches-per-step", str(batches_per_step),
+               "--batch-size", str(batch_size), "--reduction", reduction)
+    assert int(ddp["devices"]) == 2 and int(ddp["steps"]) == int(reference["steps"]) == 10 * -(-300 // batch_size)
+    assert _max_weight_difference(reference, ddp) <= WEIGHTS_BOUND
+
+
+def test_lightning_ddp_ranks_draw_their_own_noise(tmp_path):
     same = _run("torch-reference", tmp_path / "same.npz", "--devices", "2", "--same-noise")
-    assert _max_weight_difference(torch_reference, same) > 100 * WEIGHTS_BOUND
+    assert _max_weight_difference(_torch_reference(tmp_path), same) > 100 * WEIGHTS_BOUND
 
 
 def test_lightning_ddp_run_resumes_in_one_process_and_samples_in_jax(tmp_path):

@@ -202,8 +202,17 @@ class DSMLightningCLI(LightningCLI):
         ckpt = self.config.fit.get("ckpt_path")
         self._threads = self.config.fit.get("torch_threads")
         torch.set_num_threads(choose_threads(self.datamodule.batch_size, self._threads))
-        if not self.trainer.is_global_zero:  # a DDP process launched by the first one, which checked and writes
-            return
+        if self.trainer.is_global_zero:  # under DDP, the first process checks and writes
+            self._check_run(ckpt)
+        if self.held_info is not None:  # the checks passed: Lightning's start-up lines may now be shown
+            self.held_info.close(release=not self.quiet)
+        if self.quiet:
+            for name in HeldInfo.LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
+        self._fit_start = time.perf_counter()
+
+    def _check_run(self, ckpt) -> None:
+        """The run folder and ``--ckpt_path``, checked before anything is written."""
         check_run_dir(self.trainer.default_root_dir, "torch", bool(self.config.fit.get("overwrite")), ckpt is not None)
         # Lightning only warns and trains from scratch when "last" finds nothing; say so instead
         # (the JAX twin's Trainer.fit does the same).
@@ -220,12 +229,6 @@ class DSMLightningCLI(LightningCLI):
             if not Path(ckpt).is_file():
                 raise DSMInputError(f"checkpoint not found: {ckpt}")
             check_checkpoint(Path(ckpt), self.model, self.trainer.max_epochs)
-        if self.held_info is not None:  # the checks passed: Lightning's start-up lines may now be shown
-            self.held_info.close(release=not self.quiet)
-        if self.quiet:
-            for name in HeldInfo.LOGGERS:
-                logging.getLogger(name).setLevel(logging.WARNING)
-        self._fit_start = time.perf_counter()
 
     def fit(self, model, **kwargs) -> None:
         """``Trainer.fit``, with the run directory marked ``running``/``training`` meanwhile

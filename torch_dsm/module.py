@@ -48,6 +48,15 @@ def default_generator(device: torch.device) -> torch.Generator:
     return torch.default_generator
 
 
+def rank_noise_seed(seed: int, rank: int) -> int:
+    """The seed of DDP rank ``rank``'s noise generator for a run seeded ``seed``: 64 bits of
+    ``numpy.random.SeedSequence((seed, rank))``, so no rank's stream is another seed's or rank's,
+    nor the default generator's (which draws the data order)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence((int(seed), int(rank))).generate_state(1, np.uint64)[0] >> 1)
+
+
 def _cosine_factor(total: int, step: int) -> float:
     """``½ (1 + cos(π min(step, total) / total))``: optax's ``cosine_decay_schedule`` factor."""
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
@@ -219,7 +228,7 @@ class DSMModule(L.LightningModule):
 
         Under DDP (R processes), ``x`` is this process's slice of a global batch of
         ``global_size`` points and the noise comes from this process's own generator (seeded
-        ``torch.initial_seed() + global_rank``: each rank its own stream). The loss is weighed so
+        ``rank_noise_seed(torch.initial_seed(), global_rank)``: each rank its own stream). The loss is weighed so
         that DDP's average of the R gradients is the gradient of the global batch's loss: R × the
         slice's loss for ``sum``, R·B_r/B × it for ``mean``.
         """
@@ -235,9 +244,9 @@ class DSMModule(L.LightningModule):
         return loss * weight
 
     def _rank_generator(self, device: torch.device) -> torch.Generator:
-        """This DDP process's noise generator, seeded ``torch.initial_seed() + global_rank``."""
+        """This DDP process's noise generator, seeded ``rank_noise_seed(torch.initial_seed(), global_rank)``."""
         if self._noise_rng is None or self._noise_rng.device != device:
-            self._noise_rng = torch.Generator(device).manual_seed(torch.initial_seed() + self.global_rank)
+            self._noise_rng = torch.Generator(device).manual_seed(rank_noise_seed(torch.initial_seed(), self.global_rank))
         return self._noise_rng
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
