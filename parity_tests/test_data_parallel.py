@@ -117,7 +117,10 @@ def test_jax_sharded_sampling_like_one_device(tmp_path):
         assert np.all(np.isfinite(one[name])) and np.abs(one[name]).max() < 50  # chains that stayed in range
         assert np.max(np.abs(one[name] - two[name])) <= STATES_BOUND, name
     assert np.all(np.isfinite(one["log_p"])) and int(one["nfe"]) > 10
-    assert np.max(np.abs(one["log_p"] - two["log_p"])) <= 1e-4  # the probability-flow ODE's log-density (nats)
+    # The probability-flow ODE's log-density (nats): an adaptive solve at tolerances 1e-5, whose error
+    # norm sums over the chains in another order on two devices (measured 8.9e-5); 1e-3 nats a point
+    # is what the likelihood is held to against the exact value.
+    assert np.max(np.abs(one["log_p"] - two["log_p"])) <= 1e-3
 
 
 _REFERENCES: dict[tuple[int, str], dict[str, np.ndarray]] = {}
