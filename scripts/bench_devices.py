@@ -12,9 +12,10 @@ the seconds of the timed part (after the imports, as ``benchmark.py``'s main tab
 with ``BENCH_COMPILATION_CACHE=1`` the JAX runs use the command line's persistent compilation
 cache (``jax_dsm.cli.use_compilation_cache``, in ``JAX_COMPILATION_CACHE_DIR``).
 ``notebook-job`` is the notebook's code run as a script, for the whole-job rows (timed from the
-outside, interpreter start and imports included): its imports, the 300 points, training one
-``jax.jit`` step per batch fed by a torch ``DataLoader``, sampling one jitted Langevin step per
-step with every state kept, and a scatter plot of the samples saved as a PNG.
+outside, interpreter start and imports included): the notebook's way of ``notebook_way.py`` (its
+imports, training one ``jax.jit`` step per batch fed by a torch ``DataLoader``, sampling one
+jitted Langevin step per step with every state kept) on the 300 points, and a scatter plot of
+the samples saved as a PNG.
 """
 
 from __future__ import annotations
@@ -109,72 +110,31 @@ def torch_train(devices: int, epochs: int) -> dict | None:
 
 
 def notebook_train(epochs: int) -> dict:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import benchmark  # its notebook's-way functions (the main table's row)
     import numpy as np
+    from notebook_way import notebook_train as train
 
-    points = benchmark.load_dataset("seed_mixture").points
+    from dsm_common.datasets import load_dataset
+
+    points = np.asarray(load_dataset("seed_mixture").points)
     t0 = time.perf_counter()
-    benchmark.notebook_train(np.asarray(points), epochs)
+    train(points, epochs)
     return {"seconds": time.perf_counter() - t0}
 
 
 def notebook_job(epochs: int, chains: int, steps: int, out_dir: str) -> None:
-    import flax.linen as nn
-    import jax
-    import jax.numpy as jnp
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    import optax
-    import torch
-    from flax.training.train_state import TrainState
-    from torch.utils.data import DataLoader, TensorDataset
+    from notebook_way import notebook_sample, notebook_train
 
     from dsm_common.datasets import load_dataset
 
-    sigma, lr, batch, eps = 3.0, 1e-5, 8, 0.01
     points = load_dataset("seed_mixture").points  # the 300 points
-
-    class MLP(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            x = nn.relu(nn.Dense(256)(x))
-            x = nn.relu(nn.Dense(256)(x))
-            return nn.Dense(2)(x)
-
-    @jax.jit
-    def train_step(state, x, key):
-        def loss_fn(params):
-            z = jax.random.normal(key, x.shape)
-            return jnp.sum((state.apply_fn({"params": params}, x + sigma * z) + z / sigma) ** 2)
-
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        return state.apply_gradients(grads=grads), loss
-
-    @jax.jit
-    def langevin_step(params, x, key):
-        z = jax.random.normal(key, x.shape)
-        return x + 0.5 * eps * MLP().apply(params, x) + jnp.sqrt(eps) * z
-
-    model = MLP()
-    state = TrainState.create(apply_fn=model.apply, params=model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))["params"],
-                              tx=optax.sgd(lr))
-    key = jax.random.PRNGKey(1)
-    loader = DataLoader(TensorDataset(torch.from_numpy(points)), batch_size=batch, shuffle=True)
-    for _ in range(epochs):
-        for (xb,) in loader:
-            key, sub = jax.random.split(key)
-            state, _ = train_step(state, jnp.asarray(xb.numpy()), sub)
-    x = jnp.asarray(np.random.default_rng(0).standard_normal((chains, 2)), jnp.float32)
-    states = []
-    for _ in range(steps):
-        key, sub = jax.random.split(key)
-        x = langevin_step({"params": state.params}, x, sub)
-        states.append(x)
-    samples = np.asarray(x)
+    state = notebook_train(points, epochs)
+    x0 = np.random.default_rng(0).standard_normal((chains, 2)).astype(np.float32)
+    samples = np.asarray(notebook_sample({"params": state.params}, x0, steps))
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.4, label="data")
     ax.scatter(samples[:, 0], samples[:, 1], s=4, label="samples")

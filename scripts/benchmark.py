@@ -63,16 +63,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import lightning
 import numpy as np
 import optax
 import torch
-from flax.training.train_state import TrainState
 from jax.tree_util import Partial
-from torch.utils.data import DataLoader, TensorDataset
+from notebook_way import (  # the notebook's way (scripts/notebook_way.py), also the whole-job script's
+    BATCH,
+    EPS,
+    LR,
+    SIGMA,
+    NotebookMLP,
+    notebook_langevin_step,
+    notebook_sample,
+    notebook_state,
+    notebook_train,
+    notebook_train_step,
+)
 
 import jax_dsm.sampling
 import torch_dsm.cli
@@ -90,8 +99,7 @@ from torch_dsm.models import ScoreMLP as TorchScoreMLP
 from torch_dsm.module import DSMModule as TorchDSMModule
 from torch_dsm.sampling import langevin as torch_langevin
 
-# The reference recipe (docs/method.md §1).
-SIGMA, LR, BATCH, HIDDEN, EPS = 3.0, 1e-5, 8, (256, 256), 0.01
+HIDDEN = (256, 256)  # the recipe's widths (docs/method.md §1)
 NOTEBOOK_SECONDS = {"train": 12.5, "sample": 2.7}  # docs/method.md §1: the unchanged notebook, 2-core CPU
 
 def log(msg: str) -> None:
@@ -185,55 +193,6 @@ class Row:
 # ----------------------------------------------------------------------------- the notebook's way
 
 
-class NotebookMLP(nn.Module):
-    """The notebook's score network: 2 → 256 → ReLU → 256 → ReLU → 2."""
-
-    @nn.compact
-    def __call__(self, x):
-        x = nn.relu(nn.Dense(256)(x))
-        x = nn.relu(nn.Dense(256)(x))
-        return nn.Dense(2)(x)
-
-
-@jax.jit
-def notebook_train_step(state: TrainState, x, key):
-    """One SGD step on a batch; DSM loss summed over the batch, noise per point and coordinate."""
-
-    def loss_fn(params):
-        z = jax.random.normal(key, x.shape)
-        return jnp.sum((state.apply_fn({"params": params}, x + SIGMA * z) + z / SIGMA) ** 2)
-
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    return state.apply_gradients(grads=grads), loss
-
-
-@jax.jit
-def notebook_langevin_step(params, x, key):
-    z = jax.random.normal(key, x.shape)
-    return x + 0.5 * EPS * NotebookMLP().apply(params, x) + jnp.sqrt(EPS) * z
-
-
-def notebook_state(seed: int = 0) -> TrainState:
-    model = NotebookMLP()
-    params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 2)))["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(LR))
-
-
-def notebook_train(points: np.ndarray, epochs: int, seed: int = 0) -> None:
-    key = jax.random.PRNGKey(seed + 1)
-    state = notebook_state(seed)
-    loader = DataLoader(TensorDataset(torch.from_numpy(points)), batch_size=BATCH, shuffle=True)
-    history = []
-    for _ in range(epochs):
-        losses = []
-        for (xb,) in loader:
-            key, sub = jax.random.split(key)
-            state, loss = notebook_train_step(state, jnp.asarray(xb.numpy()), sub)
-            losses.append(loss)
-        history.append(float(np.mean(jax.device_get(losses))))  # the epoch's loss, for a plot
-    jax.block_until_ready(state.params)
-
-
 def notebook_train_compile_s(points: np.ndarray) -> float:
     """Both shapes the notebook compiles: full batches of 8 and the short last batch."""
     state, key = notebook_state(), jax.random.PRNGKey(0)
@@ -241,16 +200,6 @@ def notebook_train_compile_s(points: np.ndarray) -> float:
     return time_compile(lambda: notebook_train_step.lower(state, jnp.zeros((shapes[0], 2)), key)) + sum(
         time_compile(lambda s=s: notebook_train_step.lower(state, jnp.zeros((s, 2)), key)) for s in shapes[1:]
     )
-
-
-def notebook_sample(params, x0: np.ndarray, steps: int, seed: int = 0) -> None:
-    key, x = jax.random.PRNGKey(seed), jnp.asarray(x0)
-    states = []  # the notebook keeps every state
-    for _ in range(steps):
-        key, sub = jax.random.split(key)
-        x = notebook_langevin_step(params, x, sub)
-        states.append(x)
-    jax.block_until_ready(x)
 
 
 # ----------------------------------------------------------------------------- jax_dsm

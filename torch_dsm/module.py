@@ -177,6 +177,7 @@ class DSMModule(L.LightningModule):
         self._plain_backward = False  # set in setup()
         self.ema = StepEMA(ema_decay) if ema_decay is not None else None
         self._noise_rng: torch.Generator | None = None  # DDP: this rank's noise stream (loss)
+        self._ranks = 1  # processes training together (the Trainer's world size, set in setup())
 
     def configure_callbacks(self):
         """The weight average (``StepEMA``), when ``ema_decay`` is set."""
@@ -192,6 +193,7 @@ class DSMModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
+        self._ranks = self.trainer.world_size  # once, not on every step (loss)
         # Several mini-batches per Lightning step (DSMDataModule.batches_per_step > 1) need the
         # optimiser steps taken here, one per mini-batch: manual optimisation.
         self.automatic_optimization = getattr(dm, "batches_per_step", 1) == 1
@@ -233,7 +235,7 @@ class DSMModule(L.LightningModule):
         slice's loss for ``sum``, R·B_r/B × it for ``mean``.
         """
         m = self.methods
-        ranks = self.trainer.world_size if self._trainer is not None else 1
+        ranks = self._ranks
         if ranks > 1 and len(x) == 0:  # a short last batch with fewer points than ranks: no share of it
             return sum(p.sum() for p in self.model.parameters()) * 0.0  # zero gradients, for DDP's all-reduce
         rng = default_generator(x.device) if ranks == 1 else self._rank_generator(x.device)
@@ -287,7 +289,7 @@ class DSMModule(L.LightningModule):
         the mean over the ranks of their weighed losses (``loss``): the global batches' loss, as
         in one process."""
         mean = self._epoch_sum / max(self._epoch_steps, 1)
-        if self._trainer is not None and self.trainer.world_size > 1:
+        if self._ranks > 1:
             mean = self.trainer.strategy.reduce(mean, reduce_op="mean")
         return mean.item()
 
@@ -303,7 +305,7 @@ class DSMModule(L.LightningModule):
         # For callbacks (a ModelCheckpoint monitoring it) without a logger row of its own: the
         # loggers get one row an epoch with the optimiser steps as its step (Lightning's own step
         # would count grouped mini-batches as one), the format of dsm_common.logs.
-        self.log("train_loss", mean, logger=False, sync_dist=self.trainer.world_size > 1)  # equal on every rank
+        self.log("train_loss", mean, logger=False, sync_dist=self._ranks > 1)  # equal on every rank
         self._log_epochs([mean], self.current_epoch)
 
     def on_train_start(self) -> None:
