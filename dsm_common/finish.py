@@ -20,7 +20,8 @@ from dsm_common.generate import Backend, run_samplers
 from dsm_common.transform import data_transform
 from dsm_common.validation import DivergedError
 
-__all__ = ["finish_run", "weights_config", "per_level_noise", "likelihood_report", "rademacher_probe", "DATA_KEYS"]
+__all__ = ["finish_run", "follow_run", "weights_config", "per_level_noise", "likelihood_report", "likelihood_points",
+           "rademacher_probe", "DATA_KEYS"]
 
 DATA_KEYS = ("dataset", "n_points", "columns", "standardize", "header", "drop_missing", "seed")
 
@@ -62,6 +63,15 @@ def rademacher_probe(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).choice(np.array([-1.0, 1.0], np.float32), size=(n, 2))
 
 
+def likelihood_points(backend: Backend, dataset: Dataset2D, sampler: SamplerConfig) -> np.ndarray | None:
+    """The (n, 2) float32 points ``likelihood_report`` scores (see there), or None where it scores none."""
+    if getattr(backend, "sde", None) is None or not sampler.nll_points or not len(dataset):
+        return None
+    if dataset.mixture is not None:
+        return dataset.mixture.sample(sampler.nll_points, np.random.default_rng(sampler.seed + 4)).astype(np.float32)
+    return dataset.points.astype(np.float32)
+
+
 def likelihood_report(backend: Backend, dataset: Dataset2D, sampler: SamplerConfig) -> dict[str, Any] | None:
     """A score-SDE model's negative log-likelihood, in nats per point in data units, through the
     probability-flow ODE (``model.sampler.ode``'s solver), beside the exact value where the data's
@@ -77,13 +87,10 @@ def likelihood_report(backend: Backend, dataset: Dataset2D, sampler: SamplerConf
 
     from dsm_common.metrics import kde_nll
 
-    if getattr(backend, "sde", None) is None or not sampler.nll_points or not len(dataset):
+    points = likelihood_points(backend, dataset, sampler)
+    if points is None:
         return None
     held_out = dataset.mixture is not None
-    if held_out:
-        points = dataset.mixture.sample(sampler.nll_points, np.random.default_rng(sampler.seed + 4)).astype(np.float32)
-    else:
-        points = dataset.points.astype(np.float32)
     settings = sampler.settings("ode")
     t0 = time.perf_counter()
     log_p, nfe = backend.likelihood(points, settings, sampler.seed + 5)
@@ -104,6 +111,17 @@ def likelihood_report(backend: Backend, dataset: Dataset2D, sampler: SamplerConf
         "nfe": int(nfe),
         "seconds": seconds,
     }
+
+
+def follow_run(backend: Backend, sampler_name: str, dataset: Dataset2D, sampler: SamplerConfig) -> None:
+    """What each other process of a multi-process run computes while the first runs
+    :func:`finish_run` with the same arguments: the same ``backend.sample`` and
+    ``backend.likelihood`` calls, in the same order, so that a backend whose chains span the
+    processes' devices runs each computation on all of them. Nothing is written."""
+    run_samplers(sampler, sampler_name, backend)
+    points = likelihood_points(backend, dataset, sampler)
+    if points is not None:
+        backend.likelihood(points, sampler.settings("ode"), sampler.seed + 5)
 
 
 def finish_run(run_dir: str | Path, backend: Backend, sampler_name: str, model_settings: dict[str, Any],

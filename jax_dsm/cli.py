@@ -36,7 +36,7 @@ from dsm_common.commands import (
 )
 from dsm_common.config import sde_end_time, sde_levels
 from dsm_common.files import run_phase, write_text_atomic
-from dsm_common.finish import finish_run, rademacher_probe
+from dsm_common.finish import finish_run, follow_run, rademacher_probe
 from dsm_common.registry import SAMPLERS as SAMPLER_SPECS
 from dsm_common.validation import DSMInputError
 from dsm_common.weights import stored_sde
@@ -70,12 +70,16 @@ class JaxBackend:
     framework = "jax"
 
     def __init__(self, model: ScoreMLP, variables, sigmas: np.ndarray, progress: bool = True, sde: dict | None = None,
-                 devices: int = 1):
-        # devices > 1: the chains (and the likelihood's points) split across this process's first
-        # ``devices`` devices when their number is a multiple of it, the weights replicated
-        self.mesh = device_mesh(devices, None)
-        variables = replicate(variables, self.mesh)
-        self.model, self.variables = model, variables
+                 devices: int = 1, num_nodes: int | None = None):
+        # devices > 1: the chains (and the likelihood's points) split across the first ``devices``
+        # devices of this process (num_nodes None) or of each of the run's num_nodes processes, when
+        # their number is a multiple of the mesh's size, the weights replicated. Across processes
+        # every process must make the same sample and likelihood calls (``follow_run``); each gets
+        # the whole result back. The figures' scores and the weight file use this process's copy.
+        self.mesh = device_mesh(devices, num_nodes)
+        self.processes = num_nodes is not None and num_nodes > 1
+        self.local_variables = jax.device_get(variables)
+        self.model, self.variables = model, replicate(variables, self.mesh)
         self.conditional = model.conditional
         self.preconditioning = (None if model.preconditioning == "none"
                                 else {"name": model.preconditioning, "sigma_data": float(model.sigma_data)})
@@ -91,41 +95,56 @@ class JaxBackend:
         net = Partial(self.model.apply, self.variables)
         return net if self.conditional else Partial(_unconditional, net)
 
+    def _rows(self, x: np.ndarray):
+        """``x`` (n, …) split by rows across the mesh (``shard_rows``); across processes, an ``x``
+        that does not split is placed whole on every device (a computation there spans them all)."""
+        x = np.asarray(x, np.float32)
+        if self.processes and len(x) % self.mesh.size:
+            return replicate(x, self.mesh)
+        return shard_rows(x if self.processes else jnp.asarray(x), self.mesh)
+
+    def _host(self, x) -> np.ndarray:
+        """A result as one numpy array on this process: across processes, gathered from them all."""
+        if self.processes:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
     def sample(self, name, x0, settings, keep_every, seed):
         extra = {"sde": self.sde} if SAMPLER_SPECS[name].conditioning == "sde" else {}
-        x0 = shard_rows(jnp.asarray(x0), self.mesh)
-        x, kept, *nfe = SAMPLERS[name](self._score(), x0, self._sigmas, settings, keep_every, self.progress,
-                                       rng=jax.random.PRNGKey(seed), **extra)
+        x, kept, *nfe = SAMPLERS[name](self._score(), self._rows(x0), self._sigmas, settings, keep_every,
+                                       self.progress, rng=jax.random.PRNGKey(seed), **extra)
         self.last_nfe = int(nfe[0]) if nfe else None
-        return np.asarray(x), None if kept is None else np.asarray(kept)
+        return self._host(x), None if kept is None else self._host(kept)
 
     def likelihood(self, points, settings, seed):
         from jax_dsm.sde_lib import get_sde, likelihood, time_score
 
         sde = get_sde(self.sde)
-        probe = shard_rows(jnp.asarray(rademacher_probe(len(points), seed)), self.mesh) if settings.hutchinson else None
-        points = shard_rows(jnp.asarray(np.asarray(points, np.float32)), self.mesh)
-        log_p, _, nfe = likelihood(sde, time_score(self._score(), sde), points,
+        probe = self._rows(rademacher_probe(len(points), seed)) if settings.hutchinson else None
+        log_p, _, nfe = likelihood(sde, time_score(self._score(), sde), self._rows(points),
                                    settings.solver, settings.num_steps, settings.rtol, settings.atol,
                                    sde_end_time(settings, self.sde), probe=probe)
-        return np.asarray(log_p, np.float64), nfe
+        return self._host(log_p).astype(np.float64), int(nfe)
 
     def score_at(self, sigma):
         apply = jax.jit(self.model.apply)
 
         def fn(x: np.ndarray) -> np.ndarray:
             x = jnp.asarray(np.asarray(x, np.float32))
-            return np.asarray(apply(self.variables, x, jnp.full(x.shape[:1], sigma, jnp.float32) if self.conditional else None))
+            sigmas = jnp.full(x.shape[:1], sigma, jnp.float32) if self.conditional else None
+            return np.asarray(apply(self.local_variables, x, sigmas))
 
         return fn
 
     def per_level_loss(self, points, noise):
         alphas = None if self.sde is None else jnp.asarray(sde_levels(self.sde, len(self.sigmas))[1], jnp.float32)
-        return np.asarray(per_level_loss(Partial(self.model.apply, self.variables), jnp.asarray(points), self._sigmas,
-                                         noise=jnp.asarray(noise), alphas=alphas))
+        return np.asarray(per_level_loss(Partial(self.model.apply, self.local_variables), jnp.asarray(points),
+                                         self._sigmas, noise=jnp.asarray(noise), alphas=alphas))
 
     def save_weights(self, path, config):
-        save_weights(path, self.variables, config)
+        save_weights(path, self.local_variables, config)
 
 
 def fit_parser():
@@ -167,10 +186,14 @@ def fit_main(argv: list[str]) -> dict:
         raise DSMInputError("the first process (JAX_PROCESS_ID=0) refused this run; its error line says why")
     if refusal is not None:
         raise refusal
-    if not trainer.is_global_zero:  # another process of a multi-process run: it trains; the first writes
+    if not trainer.is_global_zero:  # another process of a multi-process run: it trains and samples; the first writes
         trainer.enable_progress_bar = False
-        trainer.fit(module, dm, seed=seed, ckpt_path=cfg.ckpt_path)
-        wait_for_all("dsm-jax fit: the run's files written")  # until the first process has sampled
+        state = trainer.fit(module, dm, seed=seed, ckpt_path=cfg.ckpt_path)
+        backend = _backend(module, state, trainer, progress=False)
+        try:
+            follow_run(backend, module.methods.sampler_name, dm.data, module.sampler)
+        finally:
+            wait_for_all("dsm-jax fit: the run's files written")  # until the first process has written them
         return {}
     write_text_atomic(run_dir / "config.yaml", parser.dump(cfg, skip_validation=True))
 
@@ -184,18 +207,26 @@ def fit_main(argv: list[str]) -> dict:
         "train_seconds": time.perf_counter() - t0,
         "seed": seed,
     }
-    params = jax.device_get(state.params) if trainer.num_nodes > 1 else state.params  # off the processes' mesh
-    backend = JaxBackend(module.model, {"params": params}, module.sigmas, progress=not cfg.quiet,
-                         sde=module.methods.sde(), devices=trainer.devices)
-    metrics = finish_run(run_dir, backend,
-                         module.methods.sampler_name, module.settings_record(), dm.hparams, dm.data, module.sampler,
-                         info, trainer.loss_history)
-    if trainer.num_nodes > 1:
-        wait_for_all("dsm-jax fit: the run's files written")
+    backend = _backend(module, state, trainer, progress=not cfg.quiet)
+    try:
+        metrics = finish_run(run_dir, backend,
+                             module.methods.sampler_name, module.settings_record(), dm.hparams, dm.data, module.sampler,
+                             info, trainer.loss_history)
+    finally:
+        if trainer.num_nodes > 1:
+            wait_for_all("dsm-jax fit: the run's files written")
     if not cfg.quiet:
         print(f"run directory: {run_dir.resolve()}")
         print(summary_line(metrics))
     return metrics
+
+
+def _backend(module: DSMModule, state, trainer: Trainer, progress: bool) -> JaxBackend:
+    """The trained network as the backend that samples on the run's devices: every process's
+    first ``trainer.devices`` of a multi-process run, else this process's."""
+    return JaxBackend(module.model, {"params": jax.device_get(state.params)}, module.sigmas, progress=progress,
+                      sde=module.methods.sde(), devices=trainer.devices,
+                      num_nodes=trainer.num_nodes if trainer.num_nodes > 1 else None)
 
 
 def check_run(trainer: Trainer, module: DSMModule, cfg) -> Path:

@@ -3,11 +3,12 @@
     python scripts/bench_devices.py jax-train DEVICES EPOCHS        # Trainer.fit, compilation included
     python scripts/bench_devices.py jax-sample DEVICES CHAINS STEPS  # compiled Langevin, cold and warm
     python scripts/bench_devices.py torch-train DEVICES EPOCHS       # Lightning, dsm-torch fit defaults (DDP for 2+)
+    python scripts/bench_devices.py torch-sample DEVICES CHAINS STEPS  # the torch backend's Langevin on gloo ranks
     python scripts/bench_devices.py notebook-train EPOCHS           # the notebook's training loop
     python scripts/bench_devices.py notebook-job EPOCHS CHAINS STEPS OUT_DIR
 
 A device count is fixed when a framework starts (JAX's host devices by ``XLA_FLAGS``; DDP
-launches its own processes), hence one process a run. The first three print one JSON line with
+launches its own processes), hence one process a run. The first four print one JSON line with
 the seconds of the timed part (after the imports, as ``benchmark.py``'s main table times it);
 with ``BENCH_COMPILATION_CACHE=1`` the JAX runs use the command line's persistent compilation
 cache (``jax_dsm.cli.use_compilation_cache``, in ``JAX_COMPILATION_CACHE_DIR``).
@@ -109,6 +110,53 @@ def torch_train(devices: int, epochs: int) -> dict | None:
     return {"seconds": seconds, "world_size": trainer.world_size} if trainer.is_global_zero else None
 
 
+def _torch_sample_rank(rank: int, world: int, chains: int, steps: int, port: int, queue) -> dict:
+    import os
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    from dsm_common.config import SamplerConfig
+    from torch_dsm.cli import TorchBackend
+    from torch_dsm.models import ScoreMLP
+
+    threads = int(os.environ.get("BENCH_TORCH_THREADS") or 1)
+    torch.set_num_threads(threads)
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    backend = TorchBackend(ScoreMLP((256, 256)), np.ones(1), progress=False, threads=threads, world_size=world)
+    x0 = np.random.default_rng(0).standard_normal((chains, 2)).astype(np.float32)
+    settings = replace(SamplerConfig().settings("langevin"), step_size=0.01, n_steps=steps)
+    if world > 1:
+        torch.distributed.barrier()  # both ranks ready: the time is the sampling's, gather included
+    t0 = time.perf_counter()
+    x, _ = backend.sample("langevin", x0, settings, 0, seed=1)
+    result = {"seconds": time.perf_counter() - t0, "world_size": world, "split": backend._splits(chains)}
+    if queue is not None and rank == 0:
+        queue.put(result)
+    return result
+
+
+def torch_sample(devices: int, chains: int, steps: int) -> dict:
+    """The torch backend's Langevin sampler, its chains split across ``devices`` gloo ranks
+    (``torch.multiprocessing`` processes; their start is outside the time)."""
+    if devices == 1:
+        return _torch_sample_rank(0, 1, chains, steps, 0, None)
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_torch_sample_rank, args=(devices, chains, steps, port, queue), nprocs=devices)
+    return queue.get()
+
+
 def notebook_train(epochs: int) -> dict:
     import numpy as np
     from notebook_way import notebook_train as train
@@ -150,7 +198,7 @@ def main() -> None:
         return
     ints = [int(v) for v in rest]
     result = {"jax-train": jax_train, "jax-sample": jax_sample, "torch-train": torch_train,
-              "notebook-train": notebook_train}[run](*ints)
+              "torch-sample": torch_sample, "notebook-train": notebook_train}[run](*ints)
     if result is not None:
         print(json.dumps(result), flush=True)
 

@@ -35,8 +35,9 @@ Rows of the main table (training: ``--epochs`` epochs of batch 8 on the 300-poin
 
 Two more tables run each measurement in a fresh process (scripts/bench_devices.py): one device
 against two (JAX's ``Trainer.fit`` and compiled Langevin on 1 and 2 XLA host devices, Lightning on
-1 process and DDP on 2), and whole jobs (the notebook's code as a script against ``dsm-jax fit``
-and ``dsm-torch fit`` on configs/seed.yaml, interpreter start, imports and outputs included).
+1 process and DDP on 2, the torch backend's Langevin on 1 process and 2 gloo ranks), and whole
+jobs (the notebook's code as a script against ``dsm-jax fit`` and ``dsm-torch fit`` on
+configs/seed.yaml, interpreter start, imports and outputs included).
 """
 
 from __future__ import annotations
@@ -498,11 +499,14 @@ def bench_devices(args) -> str:
     rows taking turns within every round: JAX ``Trainer.fit`` on 1 device and on 2 forced host
     devices (compilation included), JAX's compiled Langevin with its chains on 1 and 2 devices
     (cold and warm), Lightning with the ``dsm-torch fit`` defaults on 1 process and DDP on 2 gloo
-    processes (the launch of the second inside the time)."""
+    processes (the launch of the second inside the time), and the torch backend's Langevin with its
+    chains on 1 process and split across 2 gloo ranks (their start outside the time, the gather
+    inside)."""
     epochs, steps, chains = str(args.epochs), str(args.steps), str(args.chains)
     cases = [("jax train", n, lambda n=n: _worker("jax-train", str(n), epochs, devices=n)) for n in (1, 2)]
     cases += [("jax sample", n, lambda n=n: _worker("jax-sample", str(n), chains, steps, devices=n)) for n in (1, 2)]
     cases += [("torch train", n, lambda n=n: _worker("torch-train", str(n), epochs)) for n in (1, 2)]
+    cases += [("torch sample", n, lambda n=n: _worker("torch-sample", str(n), chains, steps)) for n in (1, 2)]
     results: dict[tuple[str, int], list[dict]] = {(name, n): [] for name, n, _ in cases}
     for i in range(args.warmup + args.repeats):
         for name, n, fn in cases:
@@ -518,7 +522,8 @@ def bench_devices(args) -> str:
     specs = [("jax train", "seconds", "train", "jax_dsm Trainer.fit", "included"),
              ("jax sample", "cold", "sample", "jax_dsm langevin, cold", "included"),
              ("jax sample", "warm", "sample", "jax_dsm langevin, warm", "excluded"),
-             ("torch train", "seconds", "train", "Lightning, dsm-torch fit defaults (DDP on 2)", "eager")]
+             ("torch train", "seconds", "train", "Lightning, dsm-torch fit defaults (DDP on 2)", "eager"),
+             ("torch sample", "seconds", "sample", "torch_dsm langevin (2 gloo ranks on 2)", "eager")]
     for name, key, task, method, compile in specs:
         one = median(name, 1, key)
         for n in (1, 2):

@@ -40,15 +40,15 @@ from dsm_common.commands import (
 )
 from dsm_common.config import sde_end_time, sde_levels
 from dsm_common.files import run_phase, write_text_atomic
-from dsm_common.finish import finish_run, rademacher_probe
+from dsm_common.finish import finish_run, follow_run, rademacher_probe
 from dsm_common.logs import LOG_DIR
 from dsm_common.registry import SAMPLERS as SAMPLER_SPECS
 from dsm_common.validation import DSMInputError, check_positive_int
 from dsm_common.weights import stored_sde
-from torch_dsm.data import DSMDataModule
+from torch_dsm.data import DSMDataModule, rank_slice
 from torch_dsm.losses import per_level_loss
 from torch_dsm.models import ScoreMLP
-from torch_dsm.module import DSMModule
+from torch_dsm.module import DSMModule, rank_noise_seed
 from torch_dsm.sampling import SAMPLERS
 from torch_dsm.weights import load_weights, save_weights
 
@@ -82,7 +82,13 @@ class TorchBackend:
     framework = "torch"
 
     def __init__(self, model: ScoreMLP, sigmas: np.ndarray, progress: bool = True, threads: int | None = None,
-                 sde: dict | None = None):
+                 sde: dict | None = None, world_size: int = 1):
+        # world_size > 1 (every rank of a DDP run, the process group up): each rank runs its
+        # slice of the chains (and of the likelihood's points) when their number is a multiple of
+        # it, with its own noise, and all get the whole result back in order (``_splits``); every
+        # rank must make the same sample and likelihood calls (``follow_run``).
+        self.world_size = world_size
+        self.rank = torch.distributed.get_rank() if world_size > 1 else 0
         self.model = model.cpu().eval()
         self.threads = threads  # --torch_threads; None: choose_threads picks by the chain count
         self.conditional = model.conditional
@@ -98,24 +104,57 @@ class TorchBackend:
         """The network as ``(x, σ (n,)) → score``, the form every registered sampler takes."""
         return self.model if self.conditional else (lambda x, sigma: self.model(x))
 
+    def _splits(self, n: int, name: str | None = None, settings=None) -> bool:
+        """Whether ``n`` chains split across the ranks: a multiple of their number, and chains
+        that do not interact (the PC sampler's Langevin corrector takes its step from the batch's
+        mean norms, so its chains run whole, with the same noise, on every rank)."""
+        coupled = name == "pc" and settings.corrector == "langevin"
+        return self.world_size > 1 and n % self.world_size == 0 and not coupled
+
+    def _rows(self, n: int) -> list[int]:
+        """This rank's consecutive rows of ``n`` (``rank_slice``)."""
+        return rank_slice(list(range(n)), self.world_size, self.rank)
+
+    def _gather(self, part):
+        """Every rank's ``part`` (a numpy array or an int), in rank order, on every rank."""
+        parts = [None] * self.world_size
+        torch.distributed.all_gather_object(parts, part)
+        return parts
+
     def sample(self, name, x0, settings, keep_every, seed):
+        split = self._splits(len(x0), name, settings)
+        if split:  # this rank's chains, its own noise stream (rank_noise_seed, as in training)
+            x0, seed = x0[self._rows(len(x0))], rank_noise_seed(seed, self.rank)
         torch.set_num_threads(choose_threads(len(x0), self.threads))
         extra = {"sde": self.sde} if SAMPLER_SPECS[name].conditioning == "sde" else {}
         x, kept, *nfe = SAMPLERS[name](self._score(), torch.from_numpy(x0), self._sigmas, settings, keep_every,
                                        self.progress, rng=torch.Generator().manual_seed(seed), **extra)
-        self.last_nfe = int(nfe[0]) if nfe else None
-        return x.numpy(), None if kept is None else kept.numpy()
+        x, kept, nfe = x.numpy(), None if kept is None else kept.numpy(), int(nfe[0]) if nfe else None
+        if split:  # an adaptive solver's NFE: the most any rank's solve took
+            x = np.concatenate(self._gather(x))
+            kept = None if kept is None else np.concatenate(self._gather(kept), axis=1)
+            nfe = None if nfe is None else max(self._gather(nfe))
+        self.last_nfe = nfe
+        return x, kept
 
     def likelihood(self, points, settings, seed):
         from torch_dsm.sde_lib import get_sde, likelihood, time_score
 
+        points = np.asarray(points, np.float32)
+        probe = rademacher_probe(len(points), seed) if settings.hutchinson else None
+        split = self._splits(len(points))
+        if split:
+            rows = self._rows(len(points))
+            points, probe = points[rows], None if probe is None else probe[rows]
         torch.set_num_threads(choose_threads(len(points), self.threads))
         sde = get_sde(self.sde)
-        probe = torch.from_numpy(rademacher_probe(len(points), seed)) if settings.hutchinson else None
-        log_p, _, nfe = likelihood(sde, time_score(self.model, sde), torch.from_numpy(np.asarray(points, np.float32)),
+        log_p, _, nfe = likelihood(sde, time_score(self.model, sde), torch.from_numpy(points),
                                    settings.solver, settings.num_steps, settings.rtol, settings.atol,
-                                   sde_end_time(settings, self.sde), probe=probe)
-        return log_p.numpy().astype(np.float64), nfe
+                                   sde_end_time(settings, self.sde), probe=None if probe is None else torch.from_numpy(probe))
+        log_p = log_p.numpy().astype(np.float64)
+        if split:  # NFE: the most any rank's solve took
+            return np.concatenate(self._gather(log_p)), max(self._gather(int(nfe)))
+        return log_p, nfe
 
     def score_at(self, sigma):
         @torch.inference_mode()
@@ -247,7 +286,16 @@ class DSMLightningCLI(LightningCLI):
 
     def after_fit(self) -> None:
         trainer, module, dm = self.trainer, self.model, self.datamodule
-        if trainer.interrupted or not trainer.is_global_zero:
+        if trainer.interrupted:
+            return
+        world = trainer.world_size if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+        if not trainer.is_global_zero:  # another DDP process: it samples its chains; the first one writes
+            backend = TorchBackend(module.model, module.sigmas.cpu().numpy(), progress=False, threads=self._threads,
+                                   sde=module.methods.sde(), world_size=world)
+            try:
+                follow_run(backend, module.methods.sampler_name, dm.data, module.sampler)
+            finally:
+                torch.distributed.barrier()  # until the first process has written the run's files
             return
         run_dir = Path(trainer.default_root_dir)
         info = {
@@ -257,9 +305,13 @@ class DSMLightningCLI(LightningCLI):
             "seed": self.config.fit.get("seed_everything"),
         }
         backend = TorchBackend(module.model, module.sigmas.cpu().numpy(), progress=not self.quiet, threads=self._threads,
-                               sde=module.methods.sde())
-        metrics = finish_run(run_dir, backend, module.methods.sampler_name,
-                             module.settings_record(), dict(dm.hparams), dm.data, module.sampler, info, module.loss_history)
+                               sde=module.methods.sde(), world_size=world)
+        try:
+            metrics = finish_run(run_dir, backend, module.methods.sampler_name, module.settings_record(),
+                                 dict(dm.hparams), dm.data, module.sampler, info, module.loss_history)
+        finally:
+            if world > 1:
+                torch.distributed.barrier()
         if not self.quiet:
             print(f"run directory: {run_dir.resolve()}")
             print(summary_line(metrics))
