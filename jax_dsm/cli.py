@@ -95,7 +95,7 @@ class JaxBackend:
         net = Partial(self.model.apply, self.variables)
         return net if self.conditional else Partial(_unconditional, net)
 
-    def _rows(self, x: np.ndarray):
+    def place(self, x: np.ndarray):
         """``x`` (n, …) split by rows across the mesh (``shard_rows``); across processes, an ``x``
         that does not split is placed whole on every device (a computation there spans them all)."""
         x = np.asarray(x, np.float32)
@@ -103,7 +103,7 @@ class JaxBackend:
             return replicate(x, self.mesh)
         return shard_rows(x if self.processes else jnp.asarray(x), self.mesh)
 
-    def _host(self, x) -> np.ndarray:
+    def gather(self, x) -> np.ndarray:
         """A result as one numpy array on this process: across processes, gathered from them all."""
         if self.processes:
             from jax.experimental import multihost_utils
@@ -113,20 +113,20 @@ class JaxBackend:
 
     def sample(self, name, x0, settings, keep_every, seed):
         extra = {"sde": self.sde} if SAMPLER_SPECS[name].conditioning == "sde" else {}
-        x, kept, *nfe = SAMPLERS[name](self._score(), self._rows(x0), self._sigmas, settings, keep_every,
+        x, kept, *nfe = SAMPLERS[name](self._score(), self.place(x0), self._sigmas, settings, keep_every,
                                        self.progress, rng=jax.random.PRNGKey(seed), **extra)
         self.last_nfe = int(nfe[0]) if nfe else None
-        return self._host(x), None if kept is None else self._host(kept)
+        return self.gather(x), None if kept is None else self.gather(kept)
 
     def likelihood(self, points, settings, seed):
         from jax_dsm.sde_lib import get_sde, likelihood, time_score
 
         sde = get_sde(self.sde)
-        probe = self._rows(rademacher_probe(len(points), seed)) if settings.hutchinson else None
-        log_p, _, nfe = likelihood(sde, time_score(self._score(), sde), self._rows(points),
+        probe = self.place(rademacher_probe(len(points), seed)) if settings.hutchinson else None
+        log_p, _, nfe = likelihood(sde, time_score(self._score(), sde), self.place(points),
                                    settings.solver, settings.num_steps, settings.rtol, settings.atol,
                                    sde_end_time(settings, self.sde), probe=probe)
-        return self._host(log_p).astype(np.float64), int(nfe)
+        return self.gather(log_p).astype(np.float64), int(nfe)
 
     def score_at(self, sigma):
         apply = jax.jit(self.model.apply)

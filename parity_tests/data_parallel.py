@@ -191,7 +191,7 @@ def jax_sample(out: str, devices: int, num_nodes: int, weights: str | None) -> N
     spread = len(shard_rows(jnp.asarray(x0), backend.mesh).sharding.device_set)  # how JaxBackend places chains
     points = np.random.default_rng(4).standard_normal((N_CHAINS, 2)).astype(np.float32) * 3
     log_p, nfe = backend.likelihood(points, cfg.settings("ode"), seed=5)
-    x_l = backend._host(x_l)
+    x_l = backend.gather(x_l)
     if jax.process_index() == 0:
         np.savez(out, devices=np.int32(1 if backend.mesh is None else backend.mesh.size),
                  processes=np.int32(jax.process_count()), spread=np.int32(spread_l),
@@ -237,7 +237,10 @@ def torch_sample(out: str) -> None:
     log_p, nfe = backend.likelihood(points, cfg.settings("ode"), seed=5)
     if backend.rank == 0:
         np.savez(out, ranks=np.int32(world), log_p=log_p, nfe=np.int32(nfe),
-                 split=np.int32(backend._splits(len(x0), "pc", pc)), **results)
+                 split=np.int32(backend.splits(len(x0), "pc", pc)), **results)
+    if world > 1:  # leave the group together: a gloo rank that exits inside it can abort
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def _at_sigma(score, x):

@@ -134,9 +134,12 @@ def _torch_sample_rank(rank: int, world: int, chains: int, steps: int, port: int
         torch.distributed.barrier()  # both ranks ready: the time is the sampling's, gather included
     t0 = time.perf_counter()
     x, _ = backend.sample("langevin", x0, settings, 0, seed=1)
-    result = {"seconds": time.perf_counter() - t0, "world_size": world, "split": backend._splits(chains)}
+    result = {"seconds": time.perf_counter() - t0, "world_size": world, "split": backend.splits(chains)}
     if queue is not None and rank == 0:
         queue.put(result)
+    if world > 1:  # leave the group together: a gloo rank that exits inside it can abort
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return result
 
 

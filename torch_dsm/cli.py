@@ -85,7 +85,7 @@ class TorchBackend:
                  sde: dict | None = None, world_size: int = 1):
         # world_size > 1 (every rank of a DDP run, the process group up): each rank runs its
         # slice of the chains (and of the likelihood's points) when their number is a multiple of
-        # it, with its own noise, and all get the whole result back in order (``_splits``); every
+        # it, with its own noise, and all get the whole result back in order (``splits``); every
         # rank must make the same sample and likelihood calls (``follow_run``).
         self.world_size = world_size
         self.rank = torch.distributed.get_rank() if world_size > 1 else 0
@@ -104,36 +104,37 @@ class TorchBackend:
         """The network as ``(x, σ (n,)) → score``, the form every registered sampler takes."""
         return self.model if self.conditional else (lambda x, sigma: self.model(x))
 
-    def _splits(self, n: int, name: str | None = None, settings=None) -> bool:
+    def splits(self, n: int, name: str | None = None, settings=None) -> bool:
         """Whether ``n`` chains split across the ranks: a multiple of their number, and chains
         that do not interact (the PC sampler's Langevin corrector takes its step from the batch's
         mean norms, so its chains run whole, with the same noise, on every rank)."""
         coupled = name == "pc" and settings.corrector == "langevin"
         return self.world_size > 1 and n % self.world_size == 0 and not coupled
 
-    def _rows(self, n: int) -> list[int]:
+    def rank_rows(self, n: int) -> list[int]:
         """This rank's consecutive rows of ``n`` (``rank_slice``)."""
         return rank_slice(list(range(n)), self.world_size, self.rank)
 
-    def _gather(self, part):
-        """Every rank's ``part`` (a numpy array or an int), in rank order, on every rank."""
+    def gather(self, x: np.ndarray, axis: int = 0) -> np.ndarray:
+        """Every rank's ``x`` joined along ``axis`` in rank order, on every rank (the twin of
+        ``JaxBackend.gather``)."""
         parts = [None] * self.world_size
-        torch.distributed.all_gather_object(parts, part)
-        return parts
+        torch.distributed.all_gather_object(parts, x)
+        return np.concatenate(parts, axis=axis)
 
     def sample(self, name, x0, settings, keep_every, seed):
-        split = self._splits(len(x0), name, settings)
+        split = self.splits(len(x0), name, settings)
         if split:  # this rank's chains, its own noise stream (rank_noise_seed, as in training)
-            x0, seed = x0[self._rows(len(x0))], rank_noise_seed(seed, self.rank)
+            x0, seed = x0[self.rank_rows(len(x0))], rank_noise_seed(seed, self.rank)
         torch.set_num_threads(choose_threads(len(x0), self.threads))
         extra = {"sde": self.sde} if SAMPLER_SPECS[name].conditioning == "sde" else {}
         x, kept, *nfe = SAMPLERS[name](self._score(), torch.from_numpy(x0), self._sigmas, settings, keep_every,
                                        self.progress, rng=torch.Generator().manual_seed(seed), **extra)
         x, kept, nfe = x.numpy(), None if kept is None else kept.numpy(), int(nfe[0]) if nfe else None
         if split:  # an adaptive solver's NFE: the most any rank's solve took
-            x = np.concatenate(self._gather(x))
-            kept = None if kept is None else np.concatenate(self._gather(kept), axis=1)
-            nfe = None if nfe is None else max(self._gather(nfe))
+            x = self.gather(x)
+            kept = None if kept is None else self.gather(kept, axis=1)
+            nfe = None if nfe is None else int(self.gather(np.array([nfe])).max())
         self.last_nfe = nfe
         return x, kept
 
@@ -142,9 +143,9 @@ class TorchBackend:
 
         points = np.asarray(points, np.float32)
         probe = rademacher_probe(len(points), seed) if settings.hutchinson else None
-        split = self._splits(len(points))
+        split = self.splits(len(points))
         if split:
-            rows = self._rows(len(points))
+            rows = self.rank_rows(len(points))
             points, probe = points[rows], None if probe is None else probe[rows]
         torch.set_num_threads(choose_threads(len(points), self.threads))
         sde = get_sde(self.sde)
@@ -153,7 +154,7 @@ class TorchBackend:
                                    sde_end_time(settings, self.sde), probe=None if probe is None else torch.from_numpy(probe))
         log_p = log_p.numpy().astype(np.float64)
         if split:  # NFE: the most any rank's solve took
-            return np.concatenate(self._gather(log_p)), max(self._gather(int(nfe)))
+            return self.gather(log_p), int(self.gather(np.array([int(nfe)])).max())
         return log_p, nfe
 
     def score_at(self, sigma):
