@@ -5,10 +5,11 @@
     python scripts/bench_devices.py torch-train DEVICES EPOCHS       # Lightning, dsm-torch fit defaults (DDP for 2+)
     python scripts/bench_devices.py torch-sample DEVICES CHAINS STEPS  # the torch backend's Langevin on gloo ranks
     python scripts/bench_devices.py notebook-train EPOCHS           # the notebook's training loop
+    python scripts/bench_devices.py notebook-sample CHAINS STEPS    # the notebook's sampler, compilation included
     python scripts/bench_devices.py notebook-job EPOCHS CHAINS STEPS OUT_DIR
 
 A device count is fixed when a framework starts (JAX's host devices by ``XLA_FLAGS``; DDP
-launches its own processes), hence one process a run. The first four print one JSON line with
+launches its own processes), hence one process a run. The others print one JSON line with
 the seconds of the timed part (after the imports, as ``benchmark.py``'s main table times it);
 with ``BENCH_COMPILATION_CACHE=1`` the JAX runs use the command line's persistent compilation
 cache (``jax_dsm.cli.use_compilation_cache``, in ``JAX_COMPILATION_CACHE_DIR``).
@@ -172,6 +173,22 @@ def notebook_train(epochs: int) -> dict:
     return {"seconds": time.perf_counter() - t0}
 
 
+def notebook_sample(chains: int, steps: int) -> dict:
+    """The notebook's sampler (one jitted Langevin step per step, every state kept) on an untrained
+    network, compilation included, as ``jax-sample``'s cold run."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from notebook_way import NotebookMLP
+    from notebook_way import notebook_sample as sample
+
+    params = NotebookMLP().init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))
+    x0 = np.random.default_rng(0).standard_normal((chains, 2)).astype(np.float32)
+    t0 = time.perf_counter()
+    sample(params, x0, steps)
+    return {"seconds": time.perf_counter() - t0}
+
+
 def notebook_job(epochs: int, chains: int, steps: int, out_dir: str) -> None:
     import matplotlib
 
@@ -201,7 +218,8 @@ def main() -> None:
         return
     ints = [int(v) for v in rest]
     result = {"jax-train": jax_train, "jax-sample": jax_sample, "torch-train": torch_train,
-              "torch-sample": torch_sample, "notebook-train": notebook_train}[run](*ints)
+              "torch-sample": torch_sample, "notebook-train": notebook_train,
+              "notebook-sample": notebook_sample}[run](*ints)
     if result is not None:
         print(json.dumps(result), flush=True)
 

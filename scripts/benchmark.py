@@ -35,7 +35,8 @@ Rows of the main table (training: ``--epochs`` epochs of batch 8 on the 300-poin
 
 Two more tables run each measurement in a fresh process (scripts/bench_devices.py): one device
 against two (JAX's ``Trainer.fit`` and compiled Langevin on 1 and 2 XLA host devices, Lightning on
-1 process and DDP on 2, the torch backend's Langevin on 1 process and 2 gloo ranks), and whole
+1 process and DDP on 2, the torch backend's Langevin on 1 process and 2 gloo ranks, beside the
+notebook's way in fresh processes too), and whole
 jobs (the notebook's code as a script against ``dsm-jax fit`` and ``dsm-torch fit`` on
 configs/seed.yaml, interpreter start, imports and outputs included).
 """
@@ -481,7 +482,7 @@ def bench_memory(args) -> str:
 
 # ----------------------------------------------------------------------------- devices and whole jobs
 
-DEVICES_HEADER = ["work", "method", "devices", "compile", "total s (median)", "× 1 device"]
+DEVICES_HEADER = ["work", "method", "devices", "compile", "total s (median)", "× 1 device", "× notebook"]
 JOB_HEADER = ["job", "total s (median)", "× notebook"]
 
 
@@ -501,9 +502,12 @@ def bench_devices(args) -> str:
     (cold and warm), Lightning with the ``dsm-torch fit`` defaults on 1 process and DDP on 2 gloo
     processes (the launch of the second inside the time), and the torch backend's Langevin with its
     chains on 1 process and split across 2 gloo ranks (their start outside the time, the gather
-    inside)."""
+    inside). The notebook's way runs in the same rounds, a fresh process each time too, so every
+    row also has its ratio to the notebook's way of its task measured the same way."""
     epochs, steps, chains = str(args.epochs), str(args.steps), str(args.chains)
-    cases = [("jax train", n, lambda n=n: _worker("jax-train", str(n), epochs, devices=n)) for n in (1, 2)]
+    cases = [("notebook train", 1, lambda: _worker("notebook-train", epochs)),
+             ("notebook sample", 1, lambda: _worker("notebook-sample", chains, steps))]
+    cases += [("jax train", n, lambda n=n: _worker("jax-train", str(n), epochs, devices=n)) for n in (1, 2)]
     cases += [("jax sample", n, lambda n=n: _worker("jax-sample", str(n), chains, steps, devices=n)) for n in (1, 2)]
     cases += [("torch train", n, lambda n=n: _worker("torch-train", str(n), epochs)) for n in (1, 2)]
     cases += [("torch sample", n, lambda n=n: _worker("torch-sample", str(n), chains, steps)) for n in (1, 2)]
@@ -518,7 +522,11 @@ def bench_devices(args) -> str:
     def median(name, n, key):
         return statistics.median(r[key] for r in results[(name, n)])
 
-    rows = []
+    notebook = {"train": median("notebook train", 1, "seconds"), "sample": median("notebook sample", 1, "seconds")}
+    rows = [["train", "notebook's way (jit step per batch, torch DataLoader)", "1", "included",
+             f"{notebook['train']:.3f}", "—", "1.00"],
+            ["sample", "notebook's way (jit step per Langevin step)", "1", "included", f"{notebook['sample']:.3f}", "—",
+             "1.00"]]
     specs = [("jax train", "seconds", "train", "jax_dsm Trainer.fit", "included"),
              ("jax sample", "cold", "sample", "jax_dsm langevin, cold", "included"),
              ("jax sample", "warm", "sample", "jax_dsm langevin, warm", "excluded"),
@@ -528,7 +536,7 @@ def bench_devices(args) -> str:
         one = median(name, 1, key)
         for n in (1, 2):
             t = median(name, n, key)
-            rows.append([task, method, str(n), compile, f"{t:.3f}", f"{one / t:.2f}"])
+            rows.append([task, method, str(n), compile, f"{t:.3f}", f"{one / t:.2f}", f"{notebook[task] / t:.2f}"])
     return markdown_table(DEVICES_HEADER, rows)
 
 
@@ -754,7 +762,8 @@ def report(args, peak, rows, memory, scaling, threads=None, devices=None, jobs=N
                   "JAX's two devices are XLA host devices splitting this CPU "
                   "(XLA_FLAGS=--xla_force_host_platform_device_count=2), the batch and the chains split across them; "
                   "Lightning's two are DDP processes over gloo, each with its slice of every global batch. Times "
-                  "start after the imports; × 1 device = the same row's 1-device time / this time.", ""]
+                  "start after the imports; × 1 device = the same row's 1-device time / this time; × notebook = the "
+                  "notebook's way of the same task, also a fresh process (compilation included) / this time.", ""]
     if jobs:
         parts += ["### Fresh processes: training and whole jobs, cold and warm compilation cache", "", jobs, "",
                   "train rows: timed inside the process, after its imports; job rows: timed from the outside, "

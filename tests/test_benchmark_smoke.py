@@ -161,24 +161,37 @@ def test_quick_thread_table():
         assert r["dsm-torch picks"] == expected, r
 
 
-DEVICES_HEADER = ["work", "method", "devices", "compile", "total s (median)", "× 1 device"]
+DEVICES_HEADER = ["work", "method", "devices", "compile", "total s (median)", "× 1 device", "× notebook"]
 JOB_HEADER = ["job", "total s (median)", "× notebook"]
+NOTEBOOK_ROWS = {"notebook's way (jit step per batch, torch DataLoader)", "notebook's way (jit step per Langevin step)"}
 
 
 @pytest.mark.slow
 def test_quick_devices_and_jobs():
     """One device against two on both sides, and the whole jobs: every row present, 1-device
-    rows at ratio 1, the notebook's job at ratio 1. Slow: a dozen fresh processes, DDP among them."""
+    rows at ratio 1, the notebook's rows and job at ratio 1 to the notebook, each row's ratio to
+    the notebook's way of its task. Slow: a dozen fresh processes, DDP among them."""
     found = tables(run_benchmark("--only", "devices", "jobs"))
     assert set(found) == {"work", "job"}, f"unexpected tables: {sorted(found)}"
     devices = check_shape(found["work"], DEVICES_HEADER)
     assert sorted((r["method"], r["devices"]) for r in devices) == sorted(
-        (m, n) for m in ("jax_dsm Trainer.fit", "jax_dsm langevin, cold", "jax_dsm langevin, warm",
-                         "Lightning, dsm-torch fit defaults (DDP on 2)") for n in ("1", "2"))
+        [(m, "1") for m in NOTEBOOK_ROWS]
+        + [(m, n) for m in ("jax_dsm Trainer.fit", "jax_dsm langevin, cold", "jax_dsm langevin, warm",
+                            "Lightning, dsm-torch fit defaults (DDP on 2)", "torch_dsm langevin (2 gloo ranks on 2)")
+           for n in ("1", "2")])
+    notebook = {r["work"]: number(r["total s (median)"]) for r in devices if r["method"] in NOTEBOOK_ROWS}
     for r in devices:
-        assert number(r["total s (median)"]) > 0 and number(r["× 1 device"]) > 0, r
+        t = number(r["total s (median)"])
+        assert t > 0, r
+        if r["method"] in NOTEBOOK_ROWS:
+            assert r["× 1 device"] == "—" and number(r["× notebook"]) == 1.0, r
+            continue
+        assert number(r["× 1 device"]) > 0, r
         if r["devices"] == "1":
             assert number(r["× 1 device"]) == 1.0, r
+        # both printed to 3 decimals, the ratio (of the unrounded times) to 2
+        nb = notebook[r["work"]]
+        assert (nb - 5e-4) / (t + 5e-4) - 5e-3 <= number(r["× notebook"]) <= (nb + 5e-4) / max(t - 5e-4, 1e-9) + 5e-3, r
     jobs = check_shape(found["job"], JOB_HEADER)
     assert [r["job"].split(":")[0] for r in jobs] == ["train"] * 3 + ["job"] * 4
     for r in jobs:
