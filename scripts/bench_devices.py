@@ -82,6 +82,15 @@ def jax_sample(devices: int, chains: int, steps: int) -> dict:
     return {"cold": times[0], "warm": times[1], "spread": len(x.sharding.device_set)}
 
 
+def _rank_threads(ranks: int) -> int:
+    """torch threads for each of ``ranks`` processes: benchmark.py's count (``BENCH_TORCH_THREADS``,
+    1 if unset) shared among them, at least one each, as Lightning shares a CPU's cores among DDP
+    processes. More threads than cores in all would have the ranks' threads wait for each other."""
+    import os
+
+    return max(1, int(os.environ.get("BENCH_TORCH_THREADS") or 1) // ranks)
+
+
 def torch_train(devices: int, epochs: int) -> dict | None:
     import logging
     import os
@@ -98,8 +107,8 @@ def torch_train(devices: int, epochs: int) -> dict | None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
-    if os.environ.get("BENCH_TORCH_THREADS"):  # benchmark.py's torch thread count
-        torch.set_num_threads(int(os.environ["BENCH_TORCH_THREADS"]))
+    if os.environ.get("BENCH_TORCH_THREADS"):  # benchmark.py's torch thread count, shared by the ranks
+        torch.set_num_threads(_rank_threads(devices))
     L.seed_everything(0, verbose=False)
     root = tempfile.mkdtemp()
     trainer = L.Trainer(**torch_dsm.cli.trainer_defaults(), max_epochs=epochs, accelerator="cpu", devices=devices,
@@ -122,7 +131,7 @@ def _torch_sample_rank(rank: int, world: int, chains: int, steps: int, port: int
     from torch_dsm.cli import TorchBackend
     from torch_dsm.models import ScoreMLP
 
-    threads = int(os.environ.get("BENCH_TORCH_THREADS") or 1)
+    threads = _rank_threads(world)
     torch.set_num_threads(threads)
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
