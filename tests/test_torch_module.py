@@ -31,20 +31,37 @@ def test_datamodule_batches_cover_each_point_once_per_epoch():
     assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
 
 
-class _HookedBackward(DSMModule):
-    """Keeps Lightning's manual_backward (and its hooks) in the grouped inner loop."""
+class _HookedUpdate(DSMModule):
+    """Keeps Lightning's manual_backward and LightningOptimizer.step (and their hooks) in the grouped
+    inner loop."""
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        self._plain_backward = False
+        self._plain_update = False
 
 
-def _train(batches_per_step: int, epochs: int = 2, cls=DSMModule):
+class _CountingHooks(L.Callback):
+    """Counts the calls of the hooks around a backward pass and an optimiser step."""
+
+    def __init__(self):
+        self.calls = {"on_before_backward": 0, "on_after_backward": 0, "on_before_optimizer_step": 0}
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        self.calls["on_before_backward"] += 1
+
+    def on_after_backward(self, trainer, pl_module):
+        self.calls["on_after_backward"] += 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.calls["on_before_optimizer_step"] += 1
+
+
+def _train(batches_per_step: int, epochs: int = 2, cls=DSMModule, callbacks=None):
     L.seed_everything(0, verbose=False)
     module = cls(hidden_dims=[16, 16], lr=1e-3)
     dm = DSMDataModule(batch_size=8, batches_per_step=batches_per_step)
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+                        enable_model_summary=False, callbacks=callbacks)
     trainer.fit(module, dm)
     return module, trainer
 
@@ -53,15 +70,16 @@ def _train(batches_per_step: int, epochs: int = 2, cls=DSMModule):
 def test_batches_per_step_gives_the_same_updates():
     """Grouping K = 5 mini-batches into one Lightning step takes the same 38 SGD steps an epoch in the
     same order with the same noise, so the weights and per-epoch losses match K = 1 (float32 sums in
-    the same order: equal to 1e-6 relative), with the inner loop's plain loss.backward() (fp32 on one
-    device) and with Lightning's manual_backward alike."""
+    the same order: equal to 1e-6 relative), with the inner loop's plain loss.backward() and
+    optimiser step (fp32 on one device) and with Lightning's manual_backward and
+    LightningOptimizer.step alike."""
     grouped = list(DSMDataModule(batch_size=8, batches_per_step=5).train_dataloader())
     assert [len(g) for g in grouped] == [5] * 7 + [3]  # 38 mini-batches in ⌈38/5⌉ = 8 loader items
     assert [len(x) for g in grouped for (x,) in g] == [8] * 37 + [4]
     m1, t1 = _train(1)
     m5, t5 = _train(5)
-    m5h, t5h = _train(5, cls=_HookedBackward)
-    assert m5._plain_backward and not m5h._plain_backward and not m1._plain_backward  # fp32, one CPU
+    m5h, t5h = _train(5, cls=_HookedUpdate)
+    assert m5._plain_update and not m5h._plain_update and not m1._plain_update  # fp32, one CPU
     assert t1.global_step == t5.global_step == t5h.global_step == 2 * 38  # one optimiser step per mini-batch
     for m in (m5, m5h):
         assert len(m1.loss_history) == len(m.loss_history) == 2
@@ -72,3 +90,22 @@ def test_batches_per_step_gives_the_same_updates():
     L.seed_everything(0, verbose=False)
     init = DSMModule(hidden_dims=[16, 16], lr=1e-3)
     assert not torch.equal(init.model.dense[0].weight, m1.model.dense[0].weight)
+
+
+@pytest.mark.filterwarnings("ignore:.*does not have many workers.*")
+def test_grouped_steps_call_the_update_hooks_a_callback_overrides():
+    """The grouped inner loop skips Lightning's hook calls only when nothing overrides those hooks: with
+    a callback that does, each of the 2 × 38 updates calls its on_before_backward, on_after_backward
+    and on_before_optimizer_step once, as in Lightning's usual loop (K = 1), and the weights are the
+    same (1e-6 relative)."""
+    plain, _ = _train(5)
+    counted = {k: _CountingHooks() for k in (1, 5)}
+    m1, _ = _train(1, callbacks=[counted[1]])
+    m5, t5 = _train(5, callbacks=[counted[5]])
+    assert plain._plain_update and not m5._plain_update
+    expected = dict.fromkeys(counted[5].calls, 2 * 38)
+    assert counted[1].calls == expected and counted[5].calls == expected
+    assert t5.global_step == 2 * 38
+    for m in (m1, m5):
+        for a, b in zip(plain.model.parameters(), m.model.parameters()):
+            np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-6, atol=1e-7)

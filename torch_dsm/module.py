@@ -62,6 +62,20 @@ def _cosine_factor(total: int, step: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
+_UPDATE_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+
+
+def _overridden_update_hooks(trainer: L.Trainer, module: L.LightningModule) -> list[str]:
+    """The hooks around a backward pass and an optimiser step (``_UPDATE_HOOKS``) that the module
+    or one of the trainer's callbacks overrides, as ``"Class.hook"``; empty when Lightning's
+    defaults (which do nothing) are all there is."""
+    found = [f"{type(module).__name__}.{h}" for h in _UPDATE_HOOKS
+             if getattr(type(module), h) is not getattr(L.LightningModule, h)]
+    for cb in trainer.callbacks:
+        found += [f"{type(cb).__name__}.{h}" for h in _UPDATE_HOOKS
+                  if getattr(type(cb), h) is not getattr(L.Callback, h)]
+    return found
+
 class StepEMA(EMAWeightAveraging):
     """Lightning's ``EMAWeightAveraging`` updated after every optimiser step, grouped mini-batches
     included.
@@ -174,7 +188,7 @@ class DSMModule(L.LightningModule):
         self.loss_history: list[float] = []  # mean batch loss of each finished epoch
         self._epoch_sum = torch.zeros(())
         self._epoch_steps = 0
-        self._plain_backward = False  # set in setup()
+        self._plain_update = False  # set in setup()
         self.ema = StepEMA(ema_decay) if ema_decay is not None else None
         self._noise_rng: torch.Generator | None = None  # DDP: this rank's noise stream (loss)
         self._ranks = 1  # processes training together (the Trainer's world size, set in setup())
@@ -197,14 +211,17 @@ class DSMModule(L.LightningModule):
         # Several mini-batches per Lightning step (DSMDataModule.batches_per_step > 1) need the
         # optimiser steps taken here, one per mini-batch: manual optimisation.
         self.automatic_optimization = getattr(dm, "batches_per_step", 1) == 1
-        # At 32-bit precision on one device, manual_backward adds nothing to loss.backward() but
-        # the on_before/after_backward hook calls, which cost as much as a batch-8 backward pass
-        # (200 epochs of the recipe: 1.29× → 1.01× the plain torch loop); other set-ups keep it.
+        # At 32-bit precision on one device, Lightning's manual_backward and LightningOptimizer.step
+        # add nothing to loss.backward() and the optimiser's own step but hook calls (the backward
+        # hooks, the precision plugin's closure and every callback's on_before_optimizer_step),
+        # which cost as much as a batch-8 step: the grouped inner loop calls the two directly
+        # there, unless the module or a callback overrides one of those hooks.
         strategy = self.trainer.strategy
-        self._plain_backward = (
+        self._plain_update = (
             not self.automatic_optimization
             and str(self.trainer.precision) == "32-true"
             and isinstance(strategy, SingleDeviceStrategy)
+            and not _overridden_update_hooks(self.trainer, self)
         )
         # σ₁ from the data where the settings leave it to them (arXiv 2006.09011, technique 1);
         # a resumed checkpoint overwrites it.
@@ -262,11 +279,14 @@ class DSMModule(L.LightningModule):
         for x, *size in batch:
             opt.zero_grad()
             loss = self.loss(x, *size)
-            if self._plain_backward:
-                loss.backward()  # fp32, one device: what manual_backward would do, minus its hooks
+            if self._plain_update:  # fp32, one device, no hook to call: Lightning's calls minus the hooks
+                loss.backward()
+                opt._on_before_step()  # Lightning's step count (trainer.global_step), as opt.step() keeps it
+                opt.optimizer.step()
+                opt._on_after_step()
             else:
                 self.manual_backward(loss)
-            opt.step()
+                opt.step()
             if sched is not None:
                 sched.step()
             if self.ema is not None:
