@@ -7,6 +7,7 @@
     python scripts/bench_devices.py notebook-train EPOCHS           # the notebook's training loop
     python scripts/bench_devices.py notebook-sample CHAINS STEPS    # the notebook's sampler, compilation included
     python scripts/bench_devices.py notebook-job EPOCHS CHAINS STEPS OUT_DIR
+    python scripts/bench_devices.py jax-imports                     # what a dsm-jax job imports, and JAX's start
 
 A device count is fixed when a framework starts (JAX's host devices by ``XLA_FLAGS``; DDP
 launches its own processes), hence one process a run. The others print one JSON line with
@@ -17,7 +18,10 @@ cache (``jax_dsm.cli.use_compilation_cache``, in ``JAX_COMPILATION_CACHE_DIR``).
 outside, interpreter start and imports included): the notebook's way of ``notebook_way.py`` (its
 imports, training one ``jax.jit`` step per batch fed by a torch ``DataLoader``, sampling one
 jitted Langevin step per step with every state kept) on the 300 points, and a scatter plot of
-the samples saved as a PNG.
+the samples saved as a PNG. ``jax-imports`` is the part of a ``dsm-jax fit`` job that no
+optimisation of this project's code can remove (timed from the outside too): the interpreter's
+start, the imports of the command line and of what it loads on the way (JAX, Flax, Optax,
+jsonargparse, matplotlib), and JAX's start on its CPU device.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ def jax_sample(devices: int, chains: int, steps: int) -> dict:
     from jax_dsm.sampling import langevin
     from jax_dsm.trainer import device_mesh, replicate, shard_rows
 
+    _maybe_cache()
     mesh = device_mesh(devices, None)
     model = ScoreMLP((256, 256))
     variables = replicate(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2))), mesh)
@@ -220,10 +225,28 @@ def notebook_job(epochs: int, chains: int, steps: int, out_dir: str) -> None:
     fig.savefig(Path(out_dir) / "samples.png", dpi=100)
 
 
+def jax_imports() -> None:
+    import flax.serialization  # noqa: F401  (the weights' files)
+    import jax
+    import jsonargparse  # noqa: F401
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import optax  # noqa: F401
+
+    import jax_dsm.cli  # noqa: F401
+
+    jax.block_until_ready(jax.numpy.zeros(2) + 1)  # JAX's CPU client started, one op run
+
+
 def main() -> None:
     run, *rest = sys.argv[1:]
     if run == "notebook-job":
         notebook_job(int(rest[0]), int(rest[1]), int(rest[2]), rest[3])
+        return
+    if run == "jax-imports":
+        jax_imports()
         return
     ints = [int(v) for v in rest]
     result = {"jax-train": jax_train, "jax-sample": jax_sample, "torch-train": torch_train,

@@ -36,9 +36,12 @@ Rows of the main table (training: ``--epochs`` epochs of batch 8 on the 300-poin
 Two more tables run each measurement in a fresh process (scripts/bench_devices.py): one device
 against two (JAX's ``Trainer.fit`` and compiled Langevin on 1 and 2 XLA host devices, Lightning on
 1 process and DDP on 2, the torch backend's Langevin on 1 process and 2 gloo ranks, beside the
-notebook's way in fresh processes too), and whole
-jobs (the notebook's code as a script against ``dsm-jax fit`` and ``dsm-torch fit`` on
-configs/seed.yaml, interpreter start, imports and outputs included).
+notebook's way in fresh processes too), and training, sampling and whole jobs with JAX's
+persistent compilation cache cold and warm (the whole jobs: the notebook's code as a script
+against ``dsm-jax fit`` and ``dsm-torch fit`` on configs/seed.yaml, interpreter start, imports and
+outputs included, and a process that only imports what ``dsm-jax fit`` imports). With the main
+table, that gives the floor of a ``dsm-jax`` job on the machine: the imports, the compiled
+training loop and the warm sampler, nothing else.
 """
 
 from __future__ import annotations
@@ -484,6 +487,8 @@ def bench_memory(args) -> str:
 
 DEVICES_HEADER = ["work", "method", "devices", "compile", "total s (median)", "× 1 device", "× notebook"]
 JOB_HEADER = ["job", "total s (median)", "× notebook"]
+JAX_IMPORTS = ("job: a process that only imports what dsm-jax fit imports (JAX, Flax, Optax, jsonargparse, "
+               "matplotlib) and starts JAX")
 
 
 def _worker(*args: str, devices: int = 1) -> dict:
@@ -540,7 +545,7 @@ def bench_devices(args) -> str:
     return markdown_table(DEVICES_HEADER, rows)
 
 
-def bench_jobs(args) -> str:
+def bench_jobs(args) -> tuple[str, dict[str, float]]:
     """Fresh processes, the rows of each kind taking turns within every round:
 
     - training after the imports (scripts/bench_devices.py): the notebook's way against
@@ -550,7 +555,9 @@ def bench_jobs(args) -> str:
       notebook's code as a script (scripts/bench_devices.py notebook-job) against ``dsm-jax fit``
       with a cold and a warm cache and ``dsm-torch fit``, on configs/seed.yaml at the same sizes.
 
-    The warm cache is filled by one untimed run of each warm row before the rounds.
+    The warm cache is filled by one untimed run of each warm row before the rounds. Returns the
+    table and the medians ``job_floor`` needs: ``imports`` (a process that only imports what the
+    job imports and starts JAX) and ``notebook`` (the notebook's job).
     """
     import shutil
 
@@ -572,7 +579,8 @@ def bench_jobs(args) -> str:
         def timed_inside(name, cmd, env):  # the worker's own time, after its imports
             def run():
                 out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True, cwd=ROOT).stdout
-                seconds.setdefault(name, []).append(json.loads(out.strip().splitlines()[-1])["seconds"])
+                result = json.loads(out.strip().splitlines()[-1])
+                seconds.setdefault(name, []).append(result["seconds"] if "seconds" in result else result["cold"])
             return run
 
         def job(cmd, env):
@@ -596,8 +604,21 @@ def bench_jobs(args) -> str:
              timed_inside("train: jax_dsm Trainer.fit, warm compilation cache",
                           [sys.executable, worker, "jax-train", "1", str(args.epochs)], cache_env["warm"]), None),
         ]
-        train[2][2]()  # fill the warm cache (untimed, whatever --warmup says)
-        seconds[train[2][0]].pop()
+        sample_args = [str(args.chains), str(args.steps)]
+        sample_nb = "sample: notebook's way (after the imports)"
+        train += [
+            (sample_nb, None, timed_inside(sample_nb, [sys.executable, worker, "notebook-sample", *sample_args],
+                                           base_env), None),
+            ("sample: jax_dsm langevin, cold compilation cache", None,
+             timed_inside("sample: jax_dsm langevin, cold compilation cache",
+                          [sys.executable, worker, "jax-sample", "1", *sample_args], cache_env["cold"]), empty_cold),
+            ("sample: jax_dsm langevin, warm compilation cache", None,
+             timed_inside("sample: jax_dsm langevin, warm compilation cache",
+                          [sys.executable, worker, "jax-sample", "1", *sample_args], cache_env["warm"]), None),
+        ]
+        for warm in (train[2], train[5]):  # fill the warm cache (untimed, whatever --warmup says)
+            warm[2]()
+            seconds[warm[0]].pop()
         for i in range(args.warmup + args.repeats):  # the workers time themselves
             for name, _, fn, setup in train:
                 if setup is not None:
@@ -615,19 +636,20 @@ def bench_jobs(args) -> str:
              job(fresh("jax"), envs["warm"]), None),
             ("job: dsm-torch fit --config configs/seed.yaml (the same files: weights, samples, metrics, figures)", None,
              job(fresh("torch"), base_env), None),
+            (JAX_IMPORTS, None, job([sys.executable, worker, "jax-imports"], base_env), None),
         ]
         jobs[2][2]()  # the job's other compiled functions into the warm cache
         medians = timeit_rounds(jobs, args.repeats, args.warmup)
     rows = []
-    base = statistics.median(seconds[train_nb])
     for name, *_ in train:
+        base = statistics.median(seconds[train_nb if name.startswith("train") else sample_nb])
         t = statistics.median(seconds[name])
         rows.append([name, f"{t:.2f}", f"{base / t:.2f}"])
     for name, t in medians.items():
         rows.append([name, f"{t:.2f}", f"{medians[notebook] / t:.2f}"])
     for row in rows:
         log(f"  {row[0][:70]:<70} {row[1]} s")
-    return markdown_table(JOB_HEADER, rows)
+    return markdown_table(JOB_HEADER, rows), {"imports": medians[JAX_IMPORTS], "notebook": medians[notebook]}
 
 
 # ----------------------------------------------------------------------------- scaling
@@ -739,7 +761,24 @@ def machine_info(peak: float, args) -> list[str]:
     ]
 
 
+def job_floor(rows: list[Row], job_seconds: dict[str, float]) -> str | None:
+    """What no ``dsm-jax fit`` job can go below on this machine, from this run's own rows: a process
+    that only imports and starts JAX (the jobs table) + the compiled training loop + the warm sampler
+    (the main table: compilation and every output left out), against the notebook's job."""
+    found = {r.method: r.total_s for r in rows or []}
+    if "jax_dsm compiled loop only" not in found or "jax_dsm langevin, warm" not in found:
+        return None
+    imports, loop, sample = job_seconds["imports"], found["jax_dsm compiled loop only"], found["jax_dsm langevin, warm"]
+    floor = imports + loop + sample
+    return (f"The floor of a dsm-jax job in this run: imports and JAX's start {imports:.2f} s + the compiled "
+            f"training loop {loop:.2f} s + the warm sampler {sample:.2f} s = {floor:.2f} s, with no compilation, "
+            f"initialisation, metrics or outputs: at most {job_seconds['notebook'] / floor:.2f}× the notebook's job "
+            f"({job_seconds['notebook']:.2f} s).")
+
+
 def report(args, peak, rows, memory, scaling, threads=None, devices=None, jobs=None) -> str:
+    """The Markdown report; ``jobs``: ``bench_jobs``'s table and medians, or None."""
+    jobs, job_seconds = jobs if jobs else (None, None)
     parts = ["## Benchmark: the reference recipe, every way", "", *machine_info(peak, args), ""]
     if rows:
         parts += [main_table(rows, peak), "",
@@ -765,11 +804,15 @@ def report(args, peak, rows, memory, scaling, threads=None, devices=None, jobs=N
                   "start after the imports; × 1 device = the same row's 1-device time / this time; × notebook = the "
                   "notebook's way of the same task, also a fresh process (compilation included) / this time.", ""]
     if jobs:
-        parts += ["### Fresh processes: training and whole jobs, cold and warm compilation cache", "", jobs, "",
-                  "train rows: timed inside the process, after its imports; job rows: timed from the outside, "
+        parts += ["### Fresh processes: training, sampling and whole jobs, cold and warm compilation cache", "", jobs, "",
+                  "train and sample rows: timed inside the process, after its imports (sample: the first run, compilation "
+                  "included); job rows: timed from the outside, "
                   "interpreter start, imports and outputs included; at the sizes above. Cold: JAX's persistent "
                   "compilation cache emptied before every run; warm: filled by an untimed run first. × notebook = "
                   "the notebook's row of the same kind / the row's.", ""]
+    floor = job_floor(rows, job_seconds) if jobs else None
+    if floor:
+        parts += [floor, ""]
     if scaling:
         parts += ["### Scaling (compilation excluded)", "", scaling, "",
                   "jax_dsm: compiled `langevin` and `make_train_chunk` loop; torch: `torch_dsm.sampling.langevin` "

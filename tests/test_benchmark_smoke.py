@@ -9,6 +9,7 @@ compilation) are marked slow.
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -171,8 +172,9 @@ def test_quick_devices_and_jobs():
     """One device against two on both sides, and the whole jobs: every row present, 1-device
     rows at ratio 1, the notebook's rows and job at ratio 1 to the notebook, each row's ratio to
     the notebook's way of its task. Slow: a dozen fresh processes, DDP among them."""
-    found = tables(run_benchmark("--only", "devices", "jobs"))
-    assert set(found) == {"work", "job"}, f"unexpected tables: {sorted(found)}"
+    text = run_benchmark("--only", "train", "sample", "devices", "jobs")
+    found = tables(text)
+    assert set(found) == {"task", "work", "job"}, f"unexpected tables: {sorted(found)}"
     devices = check_shape(found["work"], DEVICES_HEADER)
     assert sorted((r["method"], r["devices"]) for r in devices) == sorted(
         [(m, "1") for m in NOTEBOOK_ROWS]
@@ -193,8 +195,23 @@ def test_quick_devices_and_jobs():
         nb = notebook[r["work"]]
         assert (nb - 5e-4) / (t + 5e-4) - 5e-3 <= number(r["× notebook"]) <= (nb + 5e-4) / max(t - 5e-4, 1e-9) + 5e-3, r
     jobs = check_shape(found["job"], JOB_HEADER)
-    assert [r["job"].split(":")[0] for r in jobs] == ["train"] * 3 + ["job"] * 4
+    assert [r["job"].split(":")[0] for r in jobs] == ["train"] * 3 + ["sample"] * 3 + ["job"] * 5
+    notebook = {r["job"].split(":")[0]: number(r["total s (median)"]) for r in jobs if "notebook" in r["job"]}
     for r in jobs:
-        assert number(r["total s (median)"]) > 0, r
+        t = number(r["total s (median)"])
+        assert t > 0, r
         if "notebook" in r["job"]:
             assert number(r["× notebook"]) == 1.0, r
+        nb = notebook[r["job"].split(":")[0]]  # both printed to 2 decimals, the ratio to 2
+        assert (nb - 5e-3) / (t + 5e-3) - 5e-3 <= number(r["× notebook"]) <= (nb + 5e-3) / max(t - 5e-3, 1e-9) + 5e-3, r
+    # The floor line adds this run's imports row to the main table's compiled loop and warm sampler.
+    main = {r["method"]: number(r["total s (median)"]) for r in check_shape(found["task"], MAIN_HEADER)}
+    imports = next(number(r["total s (median)"]) for r in jobs if "only imports" in r["job"])
+    m = re.search(r"The floor of a dsm-jax job in this run: imports and JAX's start ([0-9.]+) s \+ the compiled "
+                  r"training loop ([0-9.]+) s \+ the warm sampler ([0-9.]+) s = ([0-9.]+) s, .* at most ([0-9.]+)× "
+                  r"the notebook's job \(([0-9.]+) s\)", text)
+    assert m, text
+    parts = [float(v) for v in m.groups()]
+    assert parts[0] == imports and parts[5] == notebook["job"]
+    assert parts[1] == round(main["jax_dsm compiled loop only"], 2) and parts[2] == round(main["jax_dsm langevin, warm"], 2)
+    assert abs(parts[3] - sum(parts[:3])) <= 0.015 and abs(parts[4] - parts[5] / parts[3]) <= 0.01 + 0.02 * parts[4]
