@@ -213,5 +213,7 @@ def test_quick_devices_and_jobs():
     assert m, text
     parts = [float(v) for v in m.groups()]
     assert parts[0] == imports and parts[5] == notebook["job"]
-    assert parts[1] == round(main["jax_dsm compiled loop only"], 2) and parts[2] == round(main["jax_dsm langevin, warm"], 2)
+    # the main table prints 3 decimals and the floor line 2, both rounding the same unrounded time
+    assert abs(parts[1] - main["jax_dsm compiled loop only"]) <= 0.0051
+    assert abs(parts[2] - main["jax_dsm langevin, warm"]) <= 0.0051
     assert abs(parts[3] - sum(parts[:3])) <= 0.015 and abs(parts[4] - parts[5] / parts[3]) <= 0.01 + 0.02 * parts[4]

@@ -109,3 +109,20 @@ def test_grouped_steps_call_the_update_hooks_a_callback_overrides():
     for m in (m1, m5):
         for a, b in zip(plain.model.parameters(), m.model.parameters()):
             np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-6, atol=1e-7)
+
+
+class _OwnBackward(DSMModule):
+    """Overrides LightningModule.backward (what manual_backward's precision plugin calls)."""
+
+    calls = 0
+
+    def backward(self, loss, *args, **kwargs):
+        type(self).calls += 1
+        loss.backward(*args, **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:.*does not have many workers.*")
+def test_grouped_steps_call_a_module_s_own_backward():
+    """A module that overrides ``backward`` keeps Lightning's calls: its backward runs once per update."""
+    m, _ = _train(5, epochs=1, cls=_OwnBackward)
+    assert not m._plain_update and _OwnBackward.calls == 38

@@ -20,6 +20,7 @@ from typing import Any, Literal, Optional
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from dsm_common.config import (
@@ -66,10 +67,10 @@ _UPDATE_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer
 
 
 def _overridden_update_hooks(trainer: L.Trainer, module: L.LightningModule) -> list[str]:
-    """The hooks around a backward pass and an optimiser step (``_UPDATE_HOOKS``) that the module
-    or one of the trainer's callbacks overrides, as ``"Class.hook"``; empty when Lightning's
-    defaults (which do nothing) are all there is."""
-    found = [f"{type(module).__name__}.{h}" for h in _UPDATE_HOOKS
+    """The hooks around a backward pass and an optimiser step (``_UPDATE_HOOKS``, and the module's
+    ``backward``) that the module or one of the trainer's callbacks overrides, as ``"Class.hook"``;
+    empty when Lightning's defaults are all there is."""
+    found = [f"{type(module).__name__}.{h}" for h in (*_UPDATE_HOOKS, "backward")
              if getattr(type(module), h) is not getattr(L.LightningModule, h)]
     for cb in trainer.callbacks:
         found += [f"{type(cb).__name__}.{h}" for h in _UPDATE_HOOKS
@@ -211,16 +212,18 @@ class DSMModule(L.LightningModule):
         # Several mini-batches per Lightning step (DSMDataModule.batches_per_step > 1) need the
         # optimiser steps taken here, one per mini-batch: manual optimisation.
         self.automatic_optimization = getattr(dm, "batches_per_step", 1) == 1
-        # At 32-bit precision on one device, Lightning's manual_backward and LightningOptimizer.step
-        # add nothing to loss.backward() and the optimiser's own step but hook calls (the backward
-        # hooks, the precision plugin's closure and every callback's on_before_optimizer_step),
-        # which cost as much as a batch-8 step: the grouped inner loop calls the two directly
-        # there, unless the module or a callback overrides one of those hooks.
+        # With Lightning's own single-device strategy and 32-bit precision plugin, manual_backward
+        # and LightningOptimizer.step add nothing to loss.backward() and the optimiser's own step
+        # but hook calls (the backward hooks, the precision plugin's closure and every callback's
+        # on_before_optimizer_step), about 40 % of a batch-8 step on a CPU: the grouped inner loop
+        # calls the two directly there, unless the module or a callback overrides one of those
+        # hooks. Any other strategy or precision plugin (a subclass included) keeps Lightning's calls.
         strategy = self.trainer.strategy
         self._plain_update = (
             not self.automatic_optimization
             and str(self.trainer.precision) == "32-true"
-            and isinstance(strategy, SingleDeviceStrategy)
+            and type(strategy) is SingleDeviceStrategy
+            and type(strategy.precision_plugin) is Precision
             and not _overridden_update_hooks(self.trainer, self)
         )
         # σ₁ from the data where the settings leave it to them (arXiv 2006.09011, technique 1);
