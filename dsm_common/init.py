@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import math
 
-from scipy import stats
-
 from dsm_common.validation import check_choice
 
 __all__ = ["INIT_LAWS", "TRUNCATED_NORMAL_STD", "resolve_init", "init_law"]
@@ -62,6 +60,8 @@ def init_law(init: str, tensor: str, fan_in: int):
     Returns:
         A frozen ``scipy.stats`` distribution, or None for the zero biases of ``flax``.
     """
+    from scipy import stats  # here, not at the top: importing scipy.stats costs every command ~0.3 s
+
     if init == "flax":
         if tensor == "bias":
             return None
