@@ -77,6 +77,7 @@ def _overridden_update_hooks(trainer: L.Trainer, module: L.LightningModule) -> l
                   if getattr(type(cb), h) is not getattr(L.Callback, h)]
     return found
 
+
 class StepEMA(EMAWeightAveraging):
     """Lightning's ``EMAWeightAveraging`` updated after every optimiser step, grouped mini-batches
     included.
