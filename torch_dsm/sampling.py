@@ -118,11 +118,13 @@ def annealed_langevin(
         ValueError: neither ``noise`` nor ``rng``.
     """
     require_randomness("annealed_langevin", rng, noise)
-    sig = torch.as_tensor(sigmas, dtype=x0.dtype, device=x0.device)
+    sig = torch.as_tensor(sigmas, dtype=x0.dtype)
+    alphas = [step_size * float(s / sig[-1]) ** 2 for s in sig.cpu()]  # one copy to the host, not one per level
+    sig = sig.to(x0.device)
     x, kept = x0, []
     for i in tqdm(range(sig.shape[0]), desc="annealed Langevin", disable=not progress):
         level = sig[i].expand(x0.shape[0])
-        alpha = step_size * float(sig[i] / sig[-1]) ** 2
+        alpha = alphas[i]
         x, k = langevin(
             lambda y, level=level: score_fn(y, level), x, alpha, n_steps_each, keep_every,
             noise=None if noise is None else noise[i], rng=rng,
@@ -184,8 +186,9 @@ def edm_sampler(
     """
     t = torch.as_tensor(t_steps, dtype=x0.dtype, device=x0.device)
     n_steps = t.shape[0] - 1
-    g = torch.zeros(n_steps, dtype=x0.dtype) if gammas is None else torch.as_tensor(gammas, dtype=x0.dtype)
+    g = (torch.zeros(n_steps) if gammas is None else torch.as_tensor(gammas)).to(x0.dtype)
     churned = [bool(v > 0) for v in g]
+    g = g.to(x0.device)
     if any(churned):
         require_randomness("edm_sampler", rng, noise)
     x, kept = x0 * t[0], []

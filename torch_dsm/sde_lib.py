@@ -244,7 +244,7 @@ def pc_sampler(sde: SDE, score_fn, x0: torch.Tensor, predictor: str = "reverse_d
         snr: the corrector's signal-to-noise ratio. alpha_rule: ``langevin_corrector``'s.
         keep_every: keep the state after every k-th step (0: none).
         noise: ``(predictor z (N, n, d), corrector z (N, n_corrector, n, d))``.
-        rng: torch Generator for the noise when ``noise`` is None.
+        rng: torch Generator on ``x0``'s device, for the noise when ``noise`` is None.
 
     Returns:
         ``(x, kept)``: (n, d) samples and (N // k, n, d) kept states or None. Network
@@ -264,10 +264,11 @@ def pc_sampler(sde: SDE, score_fn, x0: torch.Tensor, predictor: str = "reverse_d
     for k in range(sde.N):
         t = times[k].expand(n)
         if CORRECTORS[corrector] is not None:
-            zs = noise[1][k] if noise is not None else torch.randn((n_corrector, n, d), generator=rng, dtype=x0.dtype)
+            zs = noise[1][k] if noise is not None else torch.randn((n_corrector, n, d), generator=rng, dtype=x0.dtype,
+                                                                   device=x0.device)
             x, x_mean = langevin_corrector(sde, score_fn, x, t, zs, snr, alpha_rule)
         if PREDICTORS[predictor] is not None:
-            z = noise[0][k] if noise is not None else torch.randn((n, d), generator=rng, dtype=x0.dtype)
+            z = noise[0][k] if noise is not None else torch.randn((n, d), generator=rng, dtype=x0.dtype, device=x0.device)
             x, x_mean = PREDICTORS[predictor](sde, score_fn, x, t, z)
         if keep_every and (k + 1) % keep_every == 0:
             kept.append(x_mean if denoise and k == sde.N - 1 else x)
@@ -325,7 +326,7 @@ def _solve(func, y0: tuple[torch.Tensor, ...], t0: float, t1: float, solver: str
         calls[0] += 1
         return func(t, y)
 
-    grid = torch.linspace(t0, t1, n_steps + 1, dtype=y0[0].dtype)
+    grid = torch.linspace(t0, t1, n_steps + 1, dtype=y0[0].dtype, device=y0[0].device)
     n_kept = n_steps // keep_every if keep_every else 0
     if solver == "dopri5":
         from torchdiffeq import odeint
@@ -382,7 +383,8 @@ def ode_sampler(sde: SDE, score_fn, x0: torch.Tensor, solver: str = "dopri5", n_
 
     (x,), kept, nfe = _solve(func, (x0,), sde.T, eps, solver, n_steps, rtol, atol, keep_every)
     if denoise:
-        _, x = reverse_diffusion_predictor(sde, score_fn, x, torch.full((n,), eps, dtype=x.dtype), torch.zeros_like(x))
+        _, x = reverse_diffusion_predictor(sde, score_fn, x, torch.full((n,), eps, dtype=x.dtype, device=x.device),
+                                           torch.zeros_like(x))
         nfe += 1
     return x, (torch.stack([k[0] for k in kept]) if kept else None), nfe
 
@@ -417,7 +419,7 @@ def likelihood(sde: SDE, score_fn, x: torch.Tensor, solver: str = "dopri5", n_st
     _check_solver(solver, n_steps)
     n, d = x.shape
     flow = sde.reverse(score_fn, probability_flow=True)
-    basis = torch.eye(d, dtype=x.dtype)
+    basis = torch.eye(d, dtype=x.dtype, device=x.device)
 
     def func(t, y):
         tt = t.expand(n)
@@ -425,13 +427,14 @@ def likelihood(sde: SDE, score_fn, x: torch.Tensor, solver: str = "dopri5", n_st
         if probe is not None:
             f, jv = torch.func.jvp(drift, (y[0],), (probe,))
             return f, (jv * probe).sum(-1)
-        div = torch.zeros(n, dtype=x.dtype)
+        div = torch.zeros(n, dtype=x.dtype, device=x.device)
         for i in range(d):
             f, jv = torch.func.jvp(drift, (y[0],), (basis[i].expand(n, d),))
             div = div + jv[:, i]
         return f, div
 
     with torch.no_grad():
-        (z, delta), _, nfe = _solve(func, (x, torch.zeros(n, dtype=x.dtype)), eps, sde.T, solver, n_steps, rtol, atol)
+        delta0 = torch.zeros(n, dtype=x.dtype, device=x.device)
+        (z, delta), _, nfe = _solve(func, (x, delta0), eps, sde.T, solver, n_steps, rtol, atol)
         log_p = (prior_logp or sde.prior_logp)(z) + delta
     return log_p, z, nfe
