@@ -217,3 +217,13 @@ def test_quick_devices_and_jobs():
     assert abs(parts[1] - main["jax_dsm compiled loop only"]) <= 0.0051
     assert abs(parts[2] - main["jax_dsm langevin, warm"]) <= 0.0051
     assert abs(parts[3] - sum(parts[:3])) <= 0.015 and abs(parts[4] - parts[5] / parts[3]) <= 0.01 + 0.02 * parts[4]
+    # The second floor: the same imports + the fresh-process Trainer.fit and sampler rows, warm cache.
+    m = re.search(r"imports ([0-9.]+) s \+ Trainer.fit ([0-9.]+) s \+ the sampler ([0-9.]+) s \(the fresh-process "
+                  r"rows, warm cache\) = ([0-9.]+) s, at most ([0-9.]+)×", text)
+    assert m, text
+    start = [float(v) for v in m.groups()]
+    fresh = {r["job"]: number(r["total s (median)"]) for r in jobs}  # 2 decimals, as the floor line
+    assert start[0] == imports
+    assert start[1] == fresh["train: jax_dsm Trainer.fit, warm compilation cache"]
+    assert start[2] == fresh["sample: jax_dsm langevin, warm compilation cache"]
+    assert abs(start[3] - sum(start[:3])) <= 0.015 and abs(start[4] - parts[5] / start[3]) <= 0.01 + 0.02 * start[4]
