@@ -77,6 +77,8 @@ import numpy as np
 import optax
 import torch
 from jax.tree_util import Partial
+from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.loggers import CSVLogger
 from notebook_way import (  # the notebook's way (scripts/notebook_way.py), also the whole-job script's
     BATCH,
     EPS,
@@ -93,6 +95,7 @@ from notebook_way import (  # the notebook's way (scripts/notebook_way.py), also
 import jax_dsm.sampling
 import torch_dsm.cli
 from dsm_common.datasets import load_dataset
+from dsm_common.logs import LOG_DIR
 from jax_dsm.data import DSMDataModule as JaxDataModule
 from jax_dsm.models import ScoreMLP as JaxScoreMLP
 from jax_dsm.module import DSMModule as JaxDSMModule
@@ -267,8 +270,16 @@ def jax_dsm_sample_compile_s(score, x0, steps: int) -> float | None:
 
 
 def lightning_fit(epochs: int, workdir: str, trainer_kwargs: dict, module_kwargs: dict, data_kwargs: dict) -> None:
+    """``Trainer.fit`` as ``dsm-torch fit`` runs it: ``logger=True`` becomes its CSVLogger in the
+    run folder and, unless a progress bar is given, its ``EpochProgressBar`` (into /dev/null)."""
     kwargs = {**trainer_kwargs, "max_epochs": epochs, "default_root_dir": tempfile.mkdtemp(dir=workdir)}
     kwargs.setdefault("accelerator", "cpu")
+    if kwargs.get("logger") is True:
+        kwargs["logger"] = CSVLogger(save_dir=kwargs["default_root_dir"], name=LOG_DIR, version="",
+                                     flush_logs_every_n_steps=1)
+    callbacks = list(kwargs.get("callbacks") or [])
+    if kwargs.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
+        kwargs["callbacks"] = [*callbacks, torch_dsm.cli.EpochProgressBar()]
     with silenced():
         trainer = lightning.Trainer(**kwargs)
         trainer.fit(TorchDSMModule(**module_kwargs), TorchDataModule(**data_kwargs))

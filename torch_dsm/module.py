@@ -188,8 +188,7 @@ class DSMModule(L.LightningModule):
         levels = self.methods.noise_levels()  # σ₁ from the data at setup
         self.register_buffer("sigmas", torch.tensor(levels, dtype=torch.float32))  # (L,)
         self.loss_history: list[float] = []  # mean batch loss of each finished epoch
-        self._epoch_sum = torch.zeros(())
-        self._epoch_steps = 0
+        self._epoch_losses: list[torch.Tensor] = []  # this epoch's batch losses (detached)
         self._plain_update = False  # set in setup()
         self.ema = StepEMA(ema_decay) if ema_decay is not None else None
         self._noise_rng: torch.Generator | None = None  # DDP: this rank's noise stream (loss)
@@ -299,20 +298,20 @@ class DSMModule(L.LightningModule):
         return None
 
     def _accumulate(self, loss: torch.Tensor) -> None:
-        # Summed here and logged once per epoch: per-step self.log costs more than the step.
-        self._epoch_sum = self._epoch_sum + loss.detach()
-        self._epoch_steps += 1
+        # Kept here, summed and logged once per epoch: per-step self.log costs more than the step,
+        # and so does assigning a module attribute (nn.Module.__setattr__) on every step.
+        self._epoch_losses.append(loss.detach())
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_sum = torch.zeros((), device=self.device)
-        self._epoch_steps = 0
+        self._epoch_losses = []
 
     @property
     def epoch_loss(self) -> float:
         """Mean batch loss of the epoch so far (of the epoch just finished, at its end). Under DDP
         the mean over the ranks of their weighed losses (``loss``): the global batches' loss, as
         in one process."""
-        mean = self._epoch_sum / max(self._epoch_steps, 1)
+        losses = self._epoch_losses
+        mean = torch.stack(losses).mean() if losses else torch.zeros((), device=self.device)
         if self._ranks > 1:
             mean = self.trainer.strategy.reduce(mean, reduce_op="mean")
         return mean.item()
