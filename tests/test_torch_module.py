@@ -31,6 +31,20 @@ def test_datamodule_batches_cover_each_point_once_per_epoch():
     assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
 
 
+def test_grouped_batches_on_the_cpu_skip_lightnings_transfer():
+    """The grouped mini-batches reach training_step as the loader made them on the CPU (the same
+    tensors, not copies); other batches and devices go through Lightning's own transfer."""
+    dm = DSMDataModule(batch_size=8, batches_per_step=64)
+    batch = next(iter(dm.train_dataloader()))
+    assert isinstance(batch, list) and len(batch) == 38
+    assert dm.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    moved = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)  # Lightning's way: new tensors there
+    assert all(x.device.type == "meta" and x.shape == y.shape for (x,), (y,) in zip(moved, batch))
+    single = (batch[0][0],)
+    out = dm.transfer_batch_to_device(single, torch.device("cpu"), 0)
+    assert out[0] is single[0]  # Lightning's own transfer: .to(cpu) of a CPU tensor is the tensor
+
+
 class _HookedUpdate(DSMModule):
     """Keeps Lightning's manual_backward and LightningOptimizer.step (and their hooks) in the grouped
     inner loop."""
