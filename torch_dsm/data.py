@@ -102,7 +102,7 @@ class DSMDataModule(L.LightningDataModule):
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """Lightning's hook: grouped mini-batches (a list of lists of tensors) already on the CPU
         stay as they are when training on the CPU, where Lightning's generic traversal of the list
-        costs about a millisecond a step to return the same tensors; any other batch or device
+        costs about 0.3 ms a step (profiled) to return the same tensors; any other batch or device
         Lightning's way."""
         if device.type == "cpu" and isinstance(batch, list) and all(
                 isinstance(mb, (list, tuple)) and all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in mb)
