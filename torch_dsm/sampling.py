@@ -119,7 +119,8 @@ def annealed_langevin(
     """
     require_randomness("annealed_langevin", rng, noise)
     sig = torch.as_tensor(sigmas, dtype=x0.dtype)
-    alphas = [step_size * float(s / sig[-1]) ** 2 for s in sig.cpu()]  # one copy to the host, not one per level
+    host = sig.cpu()  # one copy to the host for the step sizes, not one per level
+    alphas = [step_size * float(s / host[-1]) ** 2 for s in host]
     sig = sig.to(x0.device)
     x, kept = x0, []
     for i in tqdm(range(sig.shape[0]), desc="annealed Langevin", disable=not progress):
@@ -186,8 +187,8 @@ def edm_sampler(
     """
     t = torch.as_tensor(t_steps, dtype=x0.dtype, device=x0.device)
     n_steps = t.shape[0] - 1
-    g = (torch.zeros(n_steps) if gammas is None else torch.as_tensor(gammas)).to(x0.dtype)
-    churned = [bool(v > 0) for v in g]
+    g = torch.zeros(n_steps, dtype=x0.dtype) if gammas is None else torch.as_tensor(gammas, dtype=x0.dtype)
+    churned = [bool(v > 0) for v in g.cpu()]  # one copy to the host, not one per step
     g = g.to(x0.device)
     if any(churned):
         require_randomness("edm_sampler", rng, noise)
