@@ -77,8 +77,6 @@ import numpy as np
 import optax
 import torch
 from jax.tree_util import Partial
-from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.loggers import CSVLogger
 from notebook_way import (  # the notebook's way (scripts/notebook_way.py), also the whole-job script's
     BATCH,
     EPS,
@@ -95,7 +93,6 @@ from notebook_way import (  # the notebook's way (scripts/notebook_way.py), also
 import jax_dsm.sampling
 import torch_dsm.cli
 from dsm_common.datasets import load_dataset
-from dsm_common.logs import LOG_DIR
 from jax_dsm.data import DSMDataModule as JaxDataModule
 from jax_dsm.models import ScoreMLP as JaxScoreMLP
 from jax_dsm.module import DSMModule as JaxDSMModule
@@ -274,12 +271,8 @@ def lightning_fit(epochs: int, workdir: str, trainer_kwargs: dict, module_kwargs
     run folder and, unless a progress bar is given, its ``EpochProgressBar`` (into /dev/null)."""
     kwargs = {**trainer_kwargs, "max_epochs": epochs, "default_root_dir": tempfile.mkdtemp(dir=workdir)}
     kwargs.setdefault("accelerator", "cpu")
-    if kwargs.get("logger") is True:
-        kwargs["logger"] = CSVLogger(save_dir=kwargs["default_root_dir"], name=LOG_DIR, version="",
-                                     flush_logs_every_n_steps=1)
-    callbacks = list(kwargs.get("callbacks") or [])
-    if kwargs.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
-        kwargs["callbacks"] = [*callbacks, torch_dsm.cli.EpochProgressBar()]
+    kwargs, extra = torch_dsm.cli.run_logger_and_bar(kwargs, [])
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *extra]
     with silenced():
         trainer = lightning.Trainer(**kwargs)
         trainer.fit(TorchDSMModule(**module_kwargs), TorchDataModule(**data_kwargs))

@@ -216,12 +216,7 @@ class DSMLightningCLI(LightningCLI):
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         if self.quiet:
             config["enable_progress_bar"] = False
-        if config.get("logger", True) is True:
-            root = config.get("default_root_dir") or os.getcwd()
-            config["logger"] = CSVLogger(save_dir=root, name=LOG_DIR, version="", flush_logs_every_n_steps=1)
-        if config.get("enable_progress_bar", True) is not False and not any(
-                isinstance(c, ProgressBar) for c in [*callbacks, *(config.get("callbacks") or [])]):
-            callbacks = [*callbacks, EpochProgressBar()]
+        config, callbacks = run_logger_and_bar(config, callbacks)
         trainer = super()._instantiate_trainer(config, callbacks)
         # Checkpoints stay in default_root_dir/checkpoints: with a logger, Lightning would put them
         # in the logger's folder.
@@ -405,6 +400,21 @@ def check_checkpoint(path: Path, module: DSMModule, max_epochs: int) -> None:
                             f"{': ' + reason if reason else ''})") from None
     expected = [module.model.dim + int(module.model.conditional), *module.model.hidden_dims, module.model.dim]
     check_resume(path, found, done, expected, max_epochs, ema, module.hparams.ema_decay)
+
+
+def run_logger_and_bar(config: dict, callbacks: list) -> tuple[dict, list]:
+    """The Trainer settings ``config`` (a copy) and extra ``callbacks`` as ``dsm-torch fit`` hands them
+    to Lightning: ``logger=True`` (the default) becomes a ``CSVLogger`` writing ``logs/metrics.csv``
+    into the run folder (``dsm_common.logs``), and :class:`EpochProgressBar` is added unless the
+    progress bar is off or another one is given."""
+    config = dict(config)
+    if config.get("logger", True) is True:
+        root = config.get("default_root_dir") or os.getcwd()
+        config["logger"] = CSVLogger(save_dir=root, name=LOG_DIR, version="", flush_logs_every_n_steps=1)
+    if config.get("enable_progress_bar", True) is not False and not any(
+            isinstance(c, ProgressBar) for c in [*callbacks, *(config.get("callbacks") or [])]):
+        callbacks = [*callbacks, EpochProgressBar()]
+    return config, callbacks
 
 
 def trainer_defaults() -> dict:
