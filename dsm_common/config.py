@@ -168,9 +168,9 @@ def data_sigma(points: np.ndarray) -> float:
     return float(np.sqrt(np.mean((points - points.mean(axis=0)) ** 2)))
 
 
-def _edm_network(s: EDMSettings, points: np.ndarray | None) -> dict:
-    """The EDM network's options: σ_data as given, from ``points``, or 1 as a placeholder that
-    training replaces."""
+def _edm_network(s: EDMSettings | SDESettings, points: np.ndarray | None) -> dict:
+    """The preconditioned network's options: σ_data as given (``s.sigma_data``), from ``points``,
+    or 1 as a placeholder that training replaces."""
     sigma_data = s.sigma_data if s.sigma_data is not None else (data_sigma(points) if points is not None else 1.0)
     return {"preconditioning": "edm", "sigma_data": float(sigma_data)}
 
@@ -194,7 +194,9 @@ class SDESettings:
     The network is the noise-conditional MLP s_θ(x, σ) fed σ = σ(t), the standard deviation of the
     SDE's perturbation kernel at t (VE: σ_min (σ_max/σ_min)^t; VP: √(1 − α(t)²); sub-VP:
     1 − α(t)²), which fixes t. Loss: E_t λ(t) E‖s_θ(x_t, σ(t)) + z/σ(t)‖², t ~ U(t_ε, 1),
-    x_t = α(t) x + σ(t) z.
+    x_t = α(t) x + σ(t) z. With ``preconditioning: edm`` the network is instead EDM's
+    preconditioned denoiser of the unscaled point x_t/α(t) = x + (σ(t)/α(t)) z, and
+    s(x_t, t) = s_θ(x_t/α(t), σ(t)/α(t))/α(t) (arXiv 2206.00364, eq. 4 and Table 1).
 
     Attributes:
         kind: ``ve``, ``vp`` or ``subvp``.
@@ -207,6 +209,10 @@ class SDESettings:
             negative log-likelihood, arXiv 2101.09258).
         stratified: draw the batch's times stratified, t_i = t_ε + (1 − t_ε)(i + u_i)/B, instead
             of independently.
+        preconditioning: ``none`` (the network fed σ(t), its output divided by σ(t)) or ``edm``
+            (EDM's preconditioned denoiser, in the σ-space of x_t/α(t); docs/method.md §7).
+        sigma_data: ``edm``: the σ_data of the preconditioning; None: computed from the
+            training points (as for ``model.edm``).
     """
 
     kind: Literal["ve", "vp", "subvp"] = "vp"
@@ -217,12 +223,17 @@ class SDESettings:
     eps: Optional[float] = None
     weighting: Literal["sigma2", "likelihood"] = "sigma2"
     stratified: bool = False
+    preconditioning: Literal["none", "edm"] = "none"
+    sigma_data: Optional[float] = None
 
     def validate(self) -> SDESettings:
         from dsm_common.validation import check_choice
 
         check_choice("model.sde.kind", self.kind, ("ve", "vp", "subvp"))
         check_choice("model.sde.weighting", self.weighting, ("sigma2", "likelihood"))
+        check_choice("model.sde.preconditioning", self.preconditioning, ("none", "edm"))
+        if self.sigma_data is not None:
+            check_positive("model.sde.sigma_data", self.sigma_data)
         check_positive("model.sde.sigma_min", self.sigma_min)
         if self.sigma_max is not None and check_positive("model.sde.sigma_max", self.sigma_max) <= self.sigma_min:
             raise DSMInputError(f"model.sde.sigma_max ({self.sigma_max:g}) must exceed model.sde.sigma_min ({self.sigma_min:g})")
@@ -249,11 +260,14 @@ class SDESettings:
 
     def description(self, points: np.ndarray | None = None) -> dict:
         """The SDE as the samplers and weight files take it: ``{"kind", "sigma_min", "sigma_max",
-        "beta_min", "beta_max", "eps"}`` (resolved, ``sde_lib.get_sde`` on each side)."""
+        "beta_min", "beta_max", "eps", "unscaled"}`` (resolved, ``sde_lib.get_sde`` on each side);
+        ``unscaled``: the network scores x_t/α(t) at σ(t)/α(t) (``preconditioning: edm``;
+        ``sde_lib.time_score``)."""
         r = self.resolved(points)
         return {"kind": r.kind, "sigma_min": float(r.sigma_min),
                 "sigma_max": None if r.sigma_max is None else float(r.sigma_max),
-                "beta_min": float(r.beta_min), "beta_max": float(r.beta_max), "eps": float(r.eps)}
+                "beta_min": float(r.beta_min), "beta_max": float(r.beta_max), "eps": float(r.eps),
+                "unscaled": r.preconditioning == "edm"}
 
 
 def sde_levels(description: dict, n: int = SDE_LEVELS) -> tuple[np.ndarray, np.ndarray]:
@@ -268,6 +282,30 @@ def sde_levels(description: dict, n: int = SDE_LEVELS) -> tuple[np.ndarray, np.n
     return std, alpha
 
 
+def network_scale(description: dict | None, sigma: float) -> tuple[float, float]:
+    """``(a, σ_net)`` such that a model's score at noise level σ is s_θ(x/a, σ_net)/a: (1, σ) for
+    a network fed σ (``description`` None or ``unscaled`` false), else (α, σ/α) with α the SDE's
+    mean coefficient at the time whose kernel std is σ (``dsm_common.sde.mean_coefficient``)."""
+    if not description or not description.get("unscaled"):
+        return 1.0, float(sigma)
+    from dsm_common.sde import mean_coefficient
+
+    alpha = float(mean_coefficient(description["kind"], sigma))
+    return alpha, float(sigma) / alpha
+
+
+def per_level_inputs(description: dict | None, sigmas: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The levels and mean coefficients ``per_level_loss`` evaluates a model's network at, for its
+    reported levels ``sigmas`` (L,): ``(sigmas, None)`` without an SDE; ``(σ(t), α(t))`` for a
+    network fed σ(t); ``(σ(t)/α(t), None)`` for an unscaled one, whose loss ‖σ s + z‖² at x_t =
+    α x + σ z is ‖σ̂ s_θ(x + σ̂ z, σ̂) + z‖² with σ̂ = σ/α."""
+    sigmas = np.asarray(sigmas, np.float64)
+    if description is None:
+        return sigmas, None
+    alphas = sde_levels(description, len(sigmas))[1]
+    return (sigmas / alphas, None) if description.get("unscaled") else (sigmas, alphas)
+
+
 def sde_prior_std(description: dict) -> float:
     """The standard deviation of a score SDE's prior at T = 1 (VE: σ_max; VP, sub-VP: 1): the
     score-SDE samplers start at x₀ times it."""
@@ -279,8 +317,14 @@ def sde_end_time(settings, description: dict) -> float:
     return float(settings.eps if settings.eps is not None else description["eps"])
 
 
+def _sde_network(s: SDESettings, points: np.ndarray | None) -> dict:
+    """A score SDE's network options: EDM's preconditioning (σ_data as for ``model.edm``) or none."""
+    return _edm_network(s, points) if s.preconditioning == "edm" else {}
+
+
 OBJECTIVES.register("sde", ObjectiveSpec(SDESettings, "sde", "pc",
                                          lambda s, points: sde_levels(s.description(points))[0],
+                                         network=_sde_network,
                                          resolve=lambda s, points: s.resolved(points),
                                          sde=lambda s, points: s.description(points)))
 

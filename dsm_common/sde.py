@@ -25,7 +25,7 @@ from scipy.special import logsumexp, softmax
 from dsm_common.mixtures import GaussianMixture
 from dsm_common.validation import DSMInputError, check_positive
 
-__all__ = ["SDE_KINDS", "marginal_coefficients", "MixtureMarginals"]
+__all__ = ["SDE_KINDS", "marginal_coefficients", "mean_coefficient", "MixtureMarginals"]
 
 SDE_KINDS = ("ve", "vp", "subvp")
 
@@ -48,6 +48,21 @@ def marginal_coefficients(kind: str, t: np.ndarray, sigma_min: float = 0.01, sig
     alpha = np.exp(log_alpha)
     one_minus = -np.expm1(2 * log_alpha)  # 1 − α², without cancellation at small t
     return alpha, (np.sqrt(one_minus) if kind == "vp" else one_minus)
+
+
+def mean_coefficient(kind: str, s) -> np.ndarray:
+    """α as a function of the kernel's standard deviation s (any shape, 0 ≤ s < 1 for VP and
+    sub-VP), float64: 1 (VE), √(1 − s²) (VP: s² = 1 − α²), √(1 − s) (sub-VP: s = 1 − α²).
+
+    Raises:
+        DSMInputError: an unknown ``kind``.
+    """
+    s = np.asarray(s, np.float64)
+    if kind == "ve":
+        return np.ones_like(s)
+    if kind not in ("vp", "subvp"):
+        raise DSMInputError(f"sde must be one of {', '.join(SDE_KINDS)}, got {kind!r}")
+    return np.sqrt(1 - s**2) if kind == "vp" else np.sqrt(1 - s)
 
 
 @dataclass(frozen=True)

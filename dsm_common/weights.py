@@ -132,10 +132,12 @@ def network_options(config: Mapping[str, Any] | None, conditional: bool, source:
 
 def stored_sde(config: Mapping[str, Any] | None, source: str = "weights") -> dict[str, Any] | None:
     """The score SDE a weight file's metadata records (``sde``: ``SDESettings.description``), checked,
-    or None (not a score-SDE model).
+    or None (not a score-SDE model). ``unscaled`` (absent in older files: false) must agree with
+    the network's ``preconditioning`` entry.
 
     Raises:
-        DSMInputError: an unknown kind, or a parameter that is missing or not a positive number.
+        DSMInputError: an unknown kind, a parameter that is missing or not a positive number, or an
+            ``unscaled`` that is not a bool or disagrees with the network.
     """
     entry = (config or {}).get("sde")
     if entry is None:
@@ -147,7 +149,14 @@ def stored_sde(config: Mapping[str, Any] | None, source: str = "weights") -> dic
         v = entry.get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise DSMInputError(f"{source} metadata: sde.{key} must be a positive number, got {v!r}")
-    return dict(entry)
+    unscaled = entry.get("unscaled", False)  # files written before the key existed: a network fed σ(t)
+    if not isinstance(unscaled, bool):
+        raise DSMInputError(f"{source} metadata: sde.unscaled must be true or false, got {unscaled!r}")
+    preconditioned = (config or {}).get("preconditioning") is not None
+    if unscaled != preconditioned:
+        raise DSMInputError(f"{source} metadata: sde.unscaled is {str(unscaled).lower()} but the network is "
+                            f"{'' if preconditioned else 'not '}EDM-preconditioned; the two go together")
+    return dict(entry, unscaled=unscaled)
 
 
 def save_canonical(path: str | Path, params: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> Path:

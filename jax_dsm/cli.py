@@ -34,7 +34,7 @@ from dsm_common.commands import (
     stored_sigmas,
     summary_line,
 )
-from dsm_common.config import sde_end_time, sde_levels
+from dsm_common.config import network_scale, per_level_inputs, sde_end_time
 from dsm_common.files import run_phase, write_text_atomic
 from dsm_common.finish import finish_run, follow_run, rademacher_probe
 from dsm_common.registry import SAMPLERS as SAMPLER_SPECS
@@ -123,25 +123,27 @@ class JaxBackend:
 
         sde = get_sde(self.sde)
         probe = self.place(rademacher_probe(len(points), seed)) if settings.hutchinson else None
-        log_p, _, nfe = likelihood(sde, time_score(self._score(), sde), self.place(points),
+        log_p, _, nfe = likelihood(sde, time_score(self._score(), sde, self.sde.get("unscaled", False)), self.place(points),
                                    settings.solver, settings.num_steps, settings.rtol, settings.atol,
                                    sde_end_time(settings, self.sde), probe=probe)
         return self.gather(log_p).astype(np.float64), int(nfe)
 
     def score_at(self, sigma):
         apply = jax.jit(self.model.apply)
+        scale, level = network_scale(self.sde, sigma)  # an unscaled SDE network: s_θ(x/α, σ/α)/α
 
         def fn(x: np.ndarray) -> np.ndarray:
-            x = jnp.asarray(np.asarray(x, np.float32))
-            sigmas = jnp.full(x.shape[:1], sigma, jnp.float32) if self.conditional else None
-            return np.asarray(apply(self.local_variables, x, sigmas))
+            x = jnp.asarray(np.asarray(x, np.float32) / np.float32(scale))
+            sigmas = jnp.full(x.shape[:1], level, jnp.float32) if self.conditional else None
+            return np.asarray(apply(self.local_variables, x, sigmas)) / np.float32(scale)
 
         return fn
 
     def per_level_loss(self, points, noise):
-        alphas = None if self.sde is None else jnp.asarray(sde_levels(self.sde, len(self.sigmas))[1], jnp.float32)
+        levels, alphas = per_level_inputs(self.sde, self.sigmas)
         return np.asarray(per_level_loss(Partial(self.model.apply, self.local_variables), jnp.asarray(points),
-                                         self._sigmas, noise=jnp.asarray(noise), alphas=alphas))
+                                         jnp.asarray(levels, jnp.float32), noise=jnp.asarray(noise),
+                                         alphas=None if alphas is None else jnp.asarray(alphas, jnp.float32)))
 
     def save_weights(self, path, config):
         save_weights(path, self.local_variables, config)

@@ -271,7 +271,8 @@ def edm_objective(net, x: jnp.ndarray, sigmas: jnp.ndarray, settings, reduction:
 def sde_objective(net, x: jnp.ndarray, sigmas: jnp.ndarray, settings, reduction: str = "mean",
                   mask: jnp.ndarray | None = None, *, rng: jax.Array | None = None) -> jnp.ndarray:
     """``sde``: :func:`sde_loss` of the SDE ``settings`` (``SDESettings``, resolved from the data)
-    describe, the network ``net(x, σ)`` fed σ(t) (``sde_lib.time_score``).
+    describe, the network ``net(x, σ)`` fed σ(t), or with ``preconditioning: edm`` x_t/α(t) and
+    σ(t)/α(t) (``sde_lib.time_score``).
 
     Raises:
         ValueError: VE's ``settings.sigma_max`` not yet resolved (the module sets it at setup).
@@ -281,5 +282,6 @@ def sde_objective(net, x: jnp.ndarray, sigmas: jnp.ndarray, settings, reduction:
     if settings.kind == "ve" and settings.sigma_max is None:
         raise ValueError("sde_loss needs settings.sigma_max (DSMModule.setup sets it from the data)")
     sde = get_sde(settings.description())
-    return sde_loss(time_score(net, sde), x, sde, settings.t_eps, settings.weighting, reduction, mask,
+    score = time_score(net, sde, settings.preconditioning == "edm")
+    return sde_loss(score, x, sde, settings.t_eps, settings.weighting, reduction, mask,
                     settings.stratified, rng=rng)

@@ -339,12 +339,14 @@ def _sde_start(x0: jnp.ndarray, settings, description: dict):
 def run_pc(score_fn, x0: jnp.ndarray, sigmas: jnp.ndarray, settings, keep_every: int = 0,
            progress: bool = False, *, sde: dict | None = None, rng: jax.Array | None = None):
     """``pc`` with its settings (``PCSettings``) on the model's SDE ``sde`` (``SDESettings.description``):
-    ``sde_lib.pc_sampler`` from x₀ times the prior's std, the network fed σ(t)."""
+    ``sde_lib.pc_sampler`` from x₀ times the prior's std, the network fed σ(t), or x/α(t) and σ(t)/α(t) for an
+    unscaled model (``time_score``)."""
     from jax_dsm.sde_lib import get_sde, pc_sampler, time_score
 
     forward = get_sde(sde, settings.num_steps)
     start, eps = _sde_start(x0, settings, sde)
-    return pc_sampler(forward, time_score(score_fn, forward), start, settings.predictor, settings.corrector, settings.snr,
+    score = time_score(score_fn, forward, sde.get("unscaled", False))
+    return pc_sampler(forward, score, start, settings.predictor, settings.corrector, settings.snr,
                       settings.n_corrector, eps, settings.denoise, settings.alpha_rule, keep_every, rng=rng)
 
 
@@ -357,5 +359,6 @@ def run_ode(score_fn, x0: jnp.ndarray, sigmas: jnp.ndarray, settings, keep_every
 
     forward = get_sde(sde)
     start, eps = _sde_start(x0, settings, sde)
-    return ode_sampler(forward, time_score(score_fn, forward), start, settings.solver, settings.num_steps, settings.rtol,
+    score = time_score(score_fn, forward, sde.get("unscaled", False))
+    return ode_sampler(forward, score, start, settings.solver, settings.num_steps, settings.rtol,
                        settings.atol, eps, settings.denoise, keep_every)

@@ -732,6 +732,40 @@ def sde(fx: Fixtures, dev: Device) -> list[Result]:
         with jax.default_device(dev.jax):
             b, _, _ = jsde.likelihood(b_sde, b_score, _j(x, dev), "heun", 100, eps=1e-3)
         out.append(_diff(f"{kind.upper()} ODE log-likelihood, Heun 100 steps", dev, _n(a), _n(b), BOUND_REL, "rel"))
+    out += _sde_preconditioned(fx, dev, x, z, t8)
+    return out
+
+
+def _sde_preconditioned(fx: Fixtures, dev: Device, x: np.ndarray, z: np.ndarray, t8: np.ndarray) -> list[Result]:
+    """Score SDEs with EDM's preconditioned fixture network (σ_d = 5) in the σ-space of x_t/α(t)
+    (``time_score(…, unscaled=True)``): the loss with shared t and z and its gradients, and the
+    fixed-step ODE's log-likelihood, for each SDE."""
+    _, net, model, v = _edm_nets(fx, dev)
+    out = []
+    for kind in ("ve", "vp", "subvp"):
+        a_sde, b_sde = _sde_pair(kind)
+        a = tl.sde_loss(tsde.time_score(net, a_sde, unscaled=True), _t(x, dev), a_sde, 1e-3, t=_t(t8, dev),
+                        noise=_t(z, dev))
+        a.backward()
+
+        def loss(p, x_, t_, z_, sde_=b_sde):
+            return jl.sde_loss(jsde.time_score(partial(model.apply, {"params": p}), sde_, unscaled=True), x_, sde_, 1e-3,
+                               t=t_, noise=z_)
+
+        b, g = jax.jit(jax.value_and_grad(loss))(v["params"], _j(x, dev), _j(t8, dev), _j(z, dev))
+        name = f"{kind.upper()}, EDM-preconditioned network (unscaled)"
+        out.append(_diff(f"{name}: continuous-time loss", dev, _n(a), _n(b), BOUND_REL, "rel"))
+        ga, gb = _torch_grads(net), jw.to_canonical({"params": g})
+        rows = [_diff(k, dev, ga[k], gb[k], BOUND_REL, "rel") for k in sorted(ga)]
+        worst = max(rows, key=lambda r: r.rel)
+        out.append(Result(f"{name}: loss gradient (worst tensor: {worst.quantity})", dev.name, worst.max_abs,
+                          worst.scale, BOUND_REL, "rel"))
+        net.zero_grad()
+        a, _, _ = tsde.likelihood(a_sde, tsde.time_score(net, a_sde, unscaled=True), _t(x, dev), "heun", 100, eps=1e-3)
+        with jax.default_device(dev.jax):
+            b, _, _ = jsde.likelihood(b_sde, jsde.time_score(Partial(model.apply, v), b_sde, unscaled=True), _j(x, dev),
+                                      "heun", 100, eps=1e-3)
+        out.append(_diff(f"{name}: ODE log-likelihood, Heun 100 steps", dev, _n(a), _n(b), BOUND_REL, "rel"))
     return out
 
 

@@ -116,7 +116,7 @@ def test_sample_panels_have_legends(figures, tmp_path):
 
 
 def test_make_figures_script_writes_the_readme_figures(tmp_path):
-    """scripts/make_figures.py at its tiny size: both runs, the four figures the README shows."""
+    """scripts/make_figures.py at its tiny size: its three runs, the six figures the README shows."""
     import subprocess
     import sys
     from pathlib import Path
@@ -128,7 +128,8 @@ def test_make_figures_script_writes_the_readme_figures(tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["ncsn_comparison.png", "ncsn_score_field.png", "seed_samples.png", "seed_trajectory.png"]
+    assert names == ["ncsn_comparison.png", "ncsn_score_field.png", "sde_pc_vs_ode.png", "sde_reverse_process.png",
+                     "seed_samples.png", "seed_trajectory.png"]
     assert all(is_png(tmp_path / n) for n in names)
     readme = (root / "README.md").read_text()
     assert all(f"docs/figures/{n}" in readme for n in names)  # the README shows what the script makes

@@ -139,3 +139,47 @@ def test_vp_marginal_tends_to_the_prior():
     alpha, s = marginal_coefficients("vp", np.array(1.0))
     assert alpha == pytest.approx(np.exp(-0.25 * 19.9 - 0.05)) and s == pytest.approx(np.sqrt(1 - alpha**2))
     assert np.abs(alpha * seed_mixture().means).max() < 0.07
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_unscaled_time_score_is_the_exact_marginal_score(framework, kind):
+    """``time_score(…, unscaled=True)`` turns a score of the unscaled law, p ∗ N(0, σ̂² I) at
+    x̂ = x/α(t), σ̂ = σ(t)/α(t), into the score of p_t = Σ_k w_k N(α μ_k, α² Σ_k + σ² I) at x: with
+    the seed mixture's exact σ-space score it must give the float64 oracle's p_t score."""
+    mix = seed_mixture()
+    rng = np.random.default_rng(3)
+    t = rng.uniform(0.05, 0.95, 64)
+    alpha, s = marginal_coefficients(kind, t, **KINDS[kind][1])
+    x = MixtureMarginals(mix).sample(64, 1.0, 0.0, rng) * alpha[:, None] + s[:, None] * rng.standard_normal((64, 2))
+    want = MixtureMarginals(mix).score(x, alpha, s)
+    if framework == "torch":
+        from torch_dsm.mixtures import mixture_score
+
+        sigma_space = mixture_score(mix, torch.float64)
+        got = tsde.time_score(sigma_space, _sde(framework, kind), unscaled=True)(
+            torch.tensor(x), torch.tensor(t)).numpy()
+        rtol = 1e-6
+    else:
+        from jax_dsm.mixtures import mixture_score
+
+        sigma_space = mixture_score(mix)
+        got = np.asarray(jsde.time_score(sigma_space, _sde(framework, kind), unscaled=True)(
+            jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.float32)), np.float64)
+        rtol = 2e-4  # float32: α(t) down to e^{−4.6} at t = 0.95 scales x by up to 100
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.abs(want).max())
+    # A network fed σ(t) instead (the default) only agrees where α = 1.
+    plain = (tsde.time_score(sigma_space, _sde(framework, kind))(torch.tensor(x), torch.tensor(t)).numpy()
+             if framework == "torch" else
+             np.asarray(jsde.time_score(sigma_space, _sde(framework, kind))(jnp.asarray(x, jnp.float32),
+                                                                          jnp.asarray(t, jnp.float32))))
+    assert np.allclose(plain, want, rtol=1e-3, atol=1e-3 * np.abs(want).max()) == (kind == "ve")
+
+
+def test_mean_coefficient_inverts_the_kernel_std():
+    """α as a function of σ: 1 (VE), √(1 − σ²) (VP), √(1 − σ) (sub-VP), against α(t), σ(t) at the same t."""
+    from dsm_common.sde import mean_coefficient
+
+    for kind, (_, kw) in KINDS.items():
+        alpha, s = marginal_coefficients(kind, T, **kw)
+        np.testing.assert_allclose(mean_coefficient(kind, s), alpha, rtol=1e-12)

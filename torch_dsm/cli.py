@@ -38,7 +38,7 @@ from dsm_common.commands import (
     stored_sigmas,
     summary_line,
 )
-from dsm_common.config import sde_end_time, sde_levels
+from dsm_common.config import network_scale, per_level_inputs, sde_end_time
 from dsm_common.files import run_phase, write_text_atomic
 from dsm_common.finish import finish_run, follow_run, rademacher_probe
 from dsm_common.logs import LOG_DIR
@@ -149,7 +149,7 @@ class TorchBackend:
             points, probe = points[rows], None if probe is None else probe[rows]
         torch.set_num_threads(choose_threads(len(points), self.threads))
         sde = get_sde(self.sde)
-        log_p, _, nfe = likelihood(sde, time_score(self.model, sde), torch.from_numpy(points),
+        log_p, _, nfe = likelihood(sde, time_score(self.model, sde, self.sde.get("unscaled", False)), torch.from_numpy(points),
                                    settings.solver, settings.num_steps, settings.rtol, settings.atol,
                                    sde_end_time(settings, self.sde), probe=None if probe is None else torch.from_numpy(probe))
         log_p = log_p.numpy().astype(np.float64)
@@ -158,17 +158,21 @@ class TorchBackend:
         return log_p, nfe
 
     def score_at(self, sigma):
+        scale, level = network_scale(self.sde, sigma)  # an unscaled SDE network: s_θ(x/α, σ/α)/α
+
         @torch.inference_mode()
         def fn(x: np.ndarray) -> np.ndarray:
-            t = torch.as_tensor(np.asarray(x, np.float32))
-            return self.model(t, torch.full((t.shape[0],), sigma) if self.conditional else None).numpy()
+            t = torch.as_tensor(np.asarray(x, np.float32) / np.float32(scale))
+            out = self.model(t, torch.full((t.shape[0],), level) if self.conditional else None).numpy()
+            return out / np.float32(scale)
 
         return fn
 
     def per_level_loss(self, points, noise):
-        alphas = None if self.sde is None else torch.as_tensor(sde_levels(self.sde, len(self.sigmas))[1], dtype=torch.float32)
-        return per_level_loss(self.model, torch.from_numpy(points), self._sigmas, noise=torch.from_numpy(noise),
-                              alphas=alphas).numpy()
+        levels, alphas = per_level_inputs(self.sde, self.sigmas)
+        return per_level_loss(self.model, torch.from_numpy(points), torch.as_tensor(levels, dtype=torch.float32),
+                              noise=torch.from_numpy(noise),
+                              alphas=None if alphas is None else torch.as_tensor(alphas, dtype=torch.float32)).numpy()
 
     def save_weights(self, path, config):
         save_weights(path, self.model, config)

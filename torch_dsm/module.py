@@ -231,10 +231,11 @@ class DSMModule(L.LightningModule):
         if dm is not None:
             self.sigmas.copy_(torch.as_tensor(self.methods.noise_levels(dm.data.points), dtype=torch.float32))
             options = self.methods.network_options(dm.data.points)
-            if options:  # EDM: σ_data of the training points, in the network and the loss's settings
+            if options:  # EDM's preconditioning: σ_data of the training points, in the network and the loss's settings
                 self.model.sigma_data = options["sigma_data"]
                 # … and in the checkpoint's hyperparameters, so a checkpoint rebuilds the same network.
-                self.hparams["edm"] = {**(self.hparams.get("edm") or {}), "sigma_data": options["sigma_data"]}
+                name = self.methods.objective  # edm, or sde with preconditioning: edm
+                self.hparams[name] = {**(self.hparams.get(name) or {}), "sigma_data": options["sigma_data"]}
                 self.methods = replace(self.methods, settings=replace(self.methods.settings,
                                                                       sigma_data=options["sigma_data"]))
             if self.methods.spec.resolve:  # score SDEs: VE's σ_max from the data, t_ε filled in

@@ -299,11 +299,20 @@ def get_sde(description: dict, N: int = 1000) -> SDE:  # noqa: N803
     raise ValueError(f"sde kind must be ve, vp or subvp, got {kind!r}")
 
 
-def time_score(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde: SDE):
+def time_score(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde: SDE, unscaled: bool = False):
     """s(x, t) from a network conditioned on the noise level, s(x, σ): σ = the perturbation
-    kernel's standard deviation at t (``marginal_prob``), which fixes t for every SDE here."""
+    kernel's standard deviation σ(t) at t (``marginal_prob``), which fixes t for every SDE here.
+
+    ``unscaled``: the network scores the unscaled point x/α(t) at σ(t)/α(t), the form of EDM's
+    preconditioned networks (x_t = α(t) x̂ with x̂ = x₀ + (σ(t)/α(t)) z, arXiv 2206.00364, eq. 4),
+    and s(x, t) = s_θ(x/α(t), σ(t)/α(t))/α(t); α = 1 for VE, where both forms agree.
+    """
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return score_fn(x, sde.marginal_prob(x, t)[1])
+        std = sde.marginal_prob(x, t)[1]  # σ(t) (n,)
+        if not unscaled:
+            return score_fn(x, std)
+        alpha = sde.marginal_prob(torch.ones_like(x[:, :1]), t)[0][:, 0]  # α(t) (n,)
+        return score_fn(x / alpha[:, None], std / alpha) / alpha[:, None]
 
     return score
 
