@@ -193,10 +193,10 @@ class SDESettings:
 
     The network is the noise-conditional MLP s_θ(x, σ) fed σ = σ(t), the standard deviation of the
     SDE's perturbation kernel at t (VE: σ_min (σ_max/σ_min)^t; VP: √(1 − α(t)²); sub-VP:
-    1 − α(t)²), which fixes t. Loss: E_t λ(t) E‖s_θ(x_t, σ(t)) + z/σ(t)‖², t ~ U(t_ε, 1),
-    x_t = α(t) x + σ(t) z. With ``preconditioning: edm`` the network is instead EDM's
-    preconditioned denoiser of the unscaled point x_t/α(t) = x + (σ(t)/α(t)) z, and
-    s(x_t, t) = s_θ(x_t/α(t), σ(t)/α(t))/α(t) (arXiv 2206.00364, eq. 4 and Table 1).
+    1 − α(t)²), which fixes t: s(x, t) = s_θ(x, σ(t)). With ``preconditioning: edm`` the network is
+    instead EDM's preconditioned denoiser of the unscaled point x_t/α(t) = x + (σ(t)/α(t)) z, and
+    s(x, t) = s_θ(x/α(t), σ(t)/α(t))/α(t) (arXiv 2206.00364, eq. 4 and Table 1). Loss:
+    E_t λ(t) E‖s(x_t, t) + z/σ(t)‖², t ~ U(t_ε, 1), x_t = α(t) x + σ(t) z.
 
     Attributes:
         kind: ``ve``, ``vp`` or ``subvp``.
@@ -234,6 +234,9 @@ class SDESettings:
         check_choice("model.sde.preconditioning", self.preconditioning, ("none", "edm"))
         if self.sigma_data is not None:
             check_positive("model.sde.sigma_data", self.sigma_data)
+            if self.preconditioning != "edm":
+                raise DSMInputError(f"model.sde.sigma_data={self.sigma_data:g} needs model.sde.preconditioning=edm "
+                                    "(the plain network has no σ_data)")
         check_positive("model.sde.sigma_min", self.sigma_min)
         if self.sigma_max is not None and check_positive("model.sde.sigma_max", self.sigma_max) <= self.sigma_min:
             raise DSMInputError(f"model.sde.sigma_max ({self.sigma_max:g}) must exceed model.sde.sigma_min ({self.sigma_min:g})")

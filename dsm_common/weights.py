@@ -152,7 +152,7 @@ def stored_sde(config: Mapping[str, Any] | None, source: str = "weights") -> dic
     unscaled = entry.get("unscaled", False)  # files written before the key existed: a network fed σ(t)
     if not isinstance(unscaled, bool):
         raise DSMInputError(f"{source} metadata: sde.unscaled must be true or false, got {unscaled!r}")
-    preconditioned = (config or {}).get("preconditioning") is not None
+    preconditioned = bool(network_options(config, True, source))  # "none" or {"name": "none"}: not preconditioned
     if unscaled != preconditioned:
         raise DSMInputError(f"{source} metadata: sde.unscaled is {str(unscaled).lower()} but the network is "
                             f"{'' if preconditioned else 'not '}EDM-preconditioned; the two go together")
