@@ -96,6 +96,18 @@ def run_torch_cli_inprocess(args: list[str]) -> None:
         main(args)
 
 
+def run_cli_inprocess(framework: str, args: list[str]) -> None:
+    """``dsm-torch`` (``run_torch_cli_inprocess``) or ``dsm-jax`` (``jax_dsm.cli.main``) with
+    ``args``, in this process."""
+    if framework == "torch":
+        run_torch_cli_inprocess(args)
+        return
+    from jax_dsm.cli import main
+
+    refresh_log_streams()
+    main(args)
+
+
 def run_subprocess(cmd: list[str], timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """Run ``cmd`` with the test environment, capturing text output."""
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=kw.pop("env", SUBPROCESS_ENV),

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, fails_in_one_line, read_metrics, refresh_log_streams, run_torch_cli_inprocess
+from conftest import REPO, fails_in_one_line, read_metrics, refresh_log_streams, run_cli_inprocess, run_torch_cli_inprocess
 
 import jax_dsm.losses as jl
 import jax_dsm.mixtures as jm
@@ -354,13 +354,7 @@ def test_configs_run_tiny(config, framework, tmp_path):
     n = 140 if "faithful" in config.stem else 13  # the split-half check needs ≥ 136 samples
     args = ["fit", "--config", str(config), "--trainer.max_epochs=2", f"--trainer.default_root_dir={tmp_path}",
             "--trainer.enable_progress_bar=false", f"--model.sampler.n_chains={n}", "--model.sampler.heun.num_steps=5"]
-    if framework == "torch":
-        run_torch_cli_inprocess(args)
-    else:
-        from jax_dsm.cli import main
-
-        refresh_log_streams()
-        main(args)
+    run_cli_inprocess(framework, args)
     cfg = yaml.safe_load(config.read_text())
     m = read_metrics(tmp_path)
     assert m["sampler"] == "heun" and m["nfe"] == 9 and m["dataset"] == cfg["data"]["dataset"]

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, fails_in_one_line, read_metrics, refresh_log_streams, run_torch_cli_inprocess
+from conftest import REPO, fails_in_one_line, read_metrics, refresh_log_streams, run_cli_inprocess, run_torch_cli_inprocess
 
 import jax_dsm.losses as jl
 import jax_dsm.sde_lib as jsde
@@ -299,13 +299,7 @@ def _fit_full(framework: str, kind: str, root) -> dict:
     args = ["fit", "--config", str(REPO / "configs" / f"sde_{kind}.yaml"), f"--trainer.default_root_dir={root}",
             "--trainer.enable_progress_bar=false", "--model.sampler.n_chains=10000", "--model.sampler.trajectory_steps=0",
             "--quiet=true"]
-    if framework == "torch":
-        run_torch_cli_inprocess(args)
-    else:
-        from jax_dsm.cli import main
-
-        refresh_log_streams()
-        main(args)
+    run_cli_inprocess(framework, args)
     m = _trained_bars(root)
     _likelihood_bars(m)
     return m
@@ -374,13 +368,7 @@ def test_every_sde_config_runs_tiny_on_both_sides(framework, config, tmp_path):
             "--trainer.enable_progress_bar=false", "--model.sampler.n_chains=140", "--model.sampler.pc.num_steps=20",
             "--model.sampler.nll_points=20", "--model.sampler.ode.rtol=1e-3", "--model.sampler.ode.atol=1e-3",
             "--model.sampler.trajectory_steps=0", "--quiet=true"]
-    if framework == "torch":
-        run_torch_cli_inprocess(args)
-    else:
-        from jax_dsm.cli import main
-
-        refresh_log_streams()
-        main(args)
+    run_cli_inprocess(framework, args)
     cfg = yaml.safe_load(config.read_text())
     stored = _stored(tmp_path / "weights.safetensors")
     ds = load_dataset(cfg["data"]["dataset"])
