@@ -281,7 +281,8 @@ def sde_objective(net, x: jnp.ndarray, sigmas: jnp.ndarray, settings, reduction:
 
     if settings.kind == "ve" and settings.sigma_max is None:
         raise ValueError("sde_loss needs settings.sigma_max (DSMModule.setup sets it from the data)")
-    sde = get_sde(settings.description())
-    score = time_score(net, sde, settings.preconditioning == "edm")
+    description = settings.description()
+    sde = get_sde(description)
+    score = time_score(net, sde, description["unscaled"])
     return sde_loss(score, x, sde, settings.t_eps, settings.weighting, reduction, mask,
                     settings.stratified, rng=rng)

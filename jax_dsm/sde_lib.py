@@ -320,11 +320,10 @@ def time_score(score_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], sde:
     and s(x, t) = s_θ(x/α(t), σ(t)/α(t))/α(t); α = 1 for VE, where both forms agree.
     """
     def score(x: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
-        std = sde.marginal_prob(x, t)[1]  # σ(t) (n,)
+        alpha, std = sde.marginal_prob(jnp.ones_like(x[:, :1]), t)  # α(t) (n, 1), σ(t) (n,)
         if not unscaled:
             return score_fn(x, std)
-        alpha = sde.marginal_prob(jnp.ones_like(x[:, :1]), t)[0][:, 0]  # α(t) (n,)
-        return score_fn(x / alpha[:, None], std / alpha) / alpha[:, None]
+        return score_fn(x / alpha, std / alpha[:, 0]) / alpha
 
     return score
 

@@ -281,7 +281,8 @@ def sde_objective(net, x: torch.Tensor, sigmas: torch.Tensor, settings, reductio
 
     if settings.kind == "ve" and settings.sigma_max is None:
         raise ValueError("sde_loss needs settings.sigma_max (DSMModule.setup sets it from the data)")
-    sde = _sde(tuple(sorted(settings.description().items())))
-    score = time_score(net, sde, settings.preconditioning == "edm")
+    description = settings.description()
+    sde = _sde(tuple(sorted(description.items())))
+    score = time_score(net, sde, description["unscaled"])
     return sde_loss(score, x, sde, settings.t_eps, settings.weighting, reduction, mask,
                     settings.stratified, rng=rng)
